@@ -1,0 +1,899 @@
+/* The engine's state, its pools and lookups, the command dispatcher, the instrument and account
+ * commands, and the queries. Matching lives in matching.c, settlement in settlement.c. */
+#include "engine/engine_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void engine_config_default(engine_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->max_position_ratio = 0.5;
+    cfg->max_order_value = 10000000.0;
+    cfg->risk_ratio_reject = 0.95;
+    cfg->min_order_volume = 1;
+    cfg->max_order_volume = 10000;
+    cfg->force_close_threshold = 1.0;
+    cfg->self_trade_prevention = true;
+    cfg->finished_orders_per_account = 2000;
+    cfg->trades_per_account = 2000;
+    snprintf(cfg->trading_day, sizeof cfg->trading_day, "2025-01-02");
+}
+
+size_t engine_default_instruments(instrument_spec *out, size_t max) {
+    static const struct {
+        const char *id, *name;
+        int32_t multiplier;
+        double price;
+    } defaults[] = {
+        {"CFFEX.IF2501", "CSI 300 index future 2501", 300, 3800.0},
+        {"CFFEX.IC2501", "CSI 500 index future 2501", 200, 5600.0},
+        {"CFFEX.IH2501", "SSE 50 index future 2501", 300, 2800.0},
+    };
+    size_t n = sizeof defaults / sizeof defaults[0];
+    for (size_t i = 0; i < n && i < max; i++) {
+        instrument_spec *s = &out[i];
+        memset(s, 0, sizeof *s);
+        snprintf(s->instrument_id, sizeof s->instrument_id, "%s", defaults[i].id);
+        snprintf(s->instrument_name, sizeof s->instrument_name, "%s", defaults[i].name);
+        s->instrument_type = INSTRUMENT_FUTURE;
+        s->contract_multiplier = defaults[i].multiplier;
+        s->price_tick = 0.2;
+        s->margin_rate = 0.10;
+        s->commission_rate = 0.000023;
+        s->limit_up_rate = 0.10;
+        s->limit_down_rate = 0.10;
+        s->pre_settlement = defaults[i].price;
+        s->pre_close = defaults[i].price;
+        snprintf(s->list_date, sizeof s->list_date, "2024-05-20");
+        snprintf(s->expire_date, sizeof s->expire_date, "2025-01-17");
+    }
+    return n < max ? n : max;
+}
+
+/* ---- growth of the pools: the only allocations, and never per order once warm ---- */
+
+static int grow_array(void **array, uint32_t *cap, uint32_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    uint32_t n = *cap ? *cap : 16;
+    while (n < need) {
+        if (n > UINT32_MAX / 2) return -1;
+        n *= 2;
+    }
+    void *p = realloc(*array, (size_t)n * elem);
+    if (p == NULL) return -1;
+    *array = p;
+    *cap = n;
+    return 0;
+}
+
+int engine_reserve_accounts(engine *e, uint32_t n) {
+    uint32_t cap = e->cap_accounts;
+    if (grow_array((void **)&e->accounts, &cap, n, sizeof(account)) != 0) return -1;
+    uint32_t cap2 = e->cap_accounts;
+    if (grow_array((void **)&e->account_epoch, &cap2, n, sizeof(uint64_t)) != 0) return -1;
+    uint32_t cap3 = e->cap_accounts;
+    if (grow_array((void **)&e->touched_accounts, &cap3, n, sizeof(uint32_t)) != 0) return -1;
+    for (uint32_t i = e->cap_accounts; i < cap; i++)
+        e->account_epoch[i] = 0;
+    e->cap_accounts = cap;
+    return 0;
+}
+
+int engine_reserve_positions(engine *e, uint32_t n) {
+    uint32_t cap = e->cap_positions;
+    if (grow_array((void **)&e->positions, &cap, n, sizeof(position)) != 0) return -1;
+    uint32_t cap2 = e->cap_positions;
+    if (grow_array((void **)&e->position_epoch, &cap2, n, sizeof(uint64_t)) != 0) return -1;
+    uint32_t cap3 = e->cap_positions;
+    if (grow_array((void **)&e->touched_positions, &cap3, n, sizeof(uint32_t)) != 0) return -1;
+    for (uint32_t i = e->cap_positions; i < cap; i++)
+        e->position_epoch[i] = 0;
+    e->cap_positions = cap;
+    return 0;
+}
+
+static int grow_order_pool(engine *e) {
+    uint32_t old = e->cap_orders;
+    uint32_t cap = old;
+    if (grow_array((void **)&e->orders, &cap, old + 1, sizeof(order)) != 0) return -1;
+    /* new slots join the free list lowest first, so allocation order is deterministic */
+    for (uint32_t i = cap; i-- > old;) {
+        e->orders[i].account_next = e->order_free;
+        e->order_free = i;
+    }
+    e->cap_orders = cap;
+    return 0;
+}
+
+uint32_t engine_alloc_order(engine *e) {
+    if (e->order_free == SLOT_NONE && grow_order_pool(e) != 0) return SLOT_NONE;
+    uint32_t slot = e->order_free;
+    e->order_free = e->orders[slot].account_next;
+    memset(&e->orders[slot], 0, sizeof(order));
+    e->orders_in_use++;
+    return slot;
+}
+
+static void release_order_slot(engine *e, uint32_t slot) {
+    e->orders[slot].account_next = e->order_free;
+    e->order_free = slot;
+    e->orders_in_use--;
+}
+
+uint32_t engine_alloc_trade(engine *e) {
+    if (e->trade_free == SLOT_NONE) {
+        uint32_t old = e->cap_trades, cap = old;
+        if (grow_array((void **)&e->trades, &cap, old + 1, sizeof(trade)) != 0) return SLOT_NONE;
+        for (uint32_t i = cap; i-- > old;) {
+            e->trades[i].account_next = e->trade_free;
+            e->trade_free = i;
+        }
+        e->cap_trades = cap;
+    }
+    uint32_t slot = e->trade_free;
+    e->trade_free = e->trades[slot].account_next;
+    memset(&e->trades[slot], 0, sizeof(trade));
+    e->trades_in_use++;
+    return slot;
+}
+
+void engine_account_append_trade(engine *e, uint32_t slot) {
+    trade *t = &e->trades[slot];
+    account *a = &e->accounts[t->account];
+    t->account_next = SLOT_NONE;
+    if (a->trades_tail != SLOT_NONE)
+        e->trades[a->trades_tail].account_next = slot;
+    else
+        a->trades_head = slot;
+    a->trades_tail = slot;
+    a->trades_count++;
+    while (a->trades_count > e->cfg.trades_per_account) {
+        uint32_t oldest = a->trades_head;
+        a->trades_head = e->trades[oldest].account_next;
+        if (a->trades_head == SLOT_NONE) a->trades_tail = SLOT_NONE;
+        a->trades_count--;
+        engine_forget_trade(e, oldest);
+    }
+}
+
+/* ---- lookups ---- */
+
+/* Server ids ("O" + 20 digits) are unique across accounts and live in one namespace; a client's
+ * own ids are unique only within its account. */
+bool engine_is_server_order_id(const char *id) {
+    if (id[0] != 'O' || strlen(id) != 21) return false;
+    for (int i = 1; i < 21; i++)
+        if (id[i] < '0' || id[i] > '9') return false;
+    return true;
+}
+
+static uint32_t order_namespace(uint32_t account_slot, const char *id) {
+    return engine_is_server_order_id(id) ? ORDER_NS_SERVER : account_slot;
+}
+
+typedef struct order_key {
+    const engine *e;
+    uint32_t ns;
+    const char *id;
+} order_key;
+
+static bool order_matches(const void *ctx, uint32_t slot) {
+    const order_key *k = ctx;
+    const order *o = &k->e->orders[slot];
+    return order_namespace(o->account, o->order_id) == k->ns && strcmp(o->order_id, k->id) == 0;
+}
+
+uint32_t engine_find_order_slot(const engine *e, uint32_t account_slot, const char *order_id) {
+    order_key k = {e, order_namespace(account_slot, order_id), order_id};
+    uint32_t slot = idmap_find(&e->order_map, idmap_hash_str(k.ns, order_id), order_matches, &k);
+    if (slot != SLOT_NONE && e->orders[slot].account != account_slot) return SLOT_NONE;
+    return slot;
+}
+
+int engine_register_order(engine *e, uint32_t slot) {
+    const order *o = &e->orders[slot];
+    uint32_t ns = order_namespace(o->account, o->order_id);
+    return idmap_insert(&e->order_map, idmap_hash_str(ns, o->order_id), slot);
+}
+
+static void unregister_order(engine *e, uint32_t slot) {
+    const order *o = &e->orders[slot];
+    uint32_t ns = order_namespace(o->account, o->order_id);
+    idmap_remove(&e->order_map, idmap_hash_str(ns, o->order_id), slot);
+}
+
+typedef struct string_key {
+    const engine *e;
+    const char *id;
+} string_key;
+
+static bool instrument_matches(const void *ctx, uint32_t slot) {
+    const string_key *k = ctx;
+    const instrument *ins = &k->e->instruments[slot];
+    return strcmp(ins->spec.instrument_id, k->id) == 0 || strcmp(ins->code, k->id) == 0;
+}
+
+uint32_t engine_find_instrument_slot(const engine *e, const char *id) {
+    string_key k = {e, id};
+    return idmap_find(&e->instrument_map, idmap_hash_str(0, id), instrument_matches, &k);
+}
+
+static bool account_matches(const void *ctx, uint32_t slot) {
+    const string_key *k = ctx;
+    return strcmp(k->e->accounts[slot].account_id, k->id) == 0;
+}
+
+uint32_t engine_find_account_slot(const engine *e, const char *id) {
+    string_key k = {e, id};
+    return idmap_find(&e->account_map, idmap_hash_str(0, id), account_matches, &k);
+}
+
+static uint64_t position_key(uint32_t account_slot, uint32_t instrument_slot) {
+    return ((uint64_t)account_slot << 32) | instrument_slot;
+}
+
+uint32_t engine_find_position_slot(const engine *e, uint32_t account_slot,
+                                   uint32_t instrument_slot) {
+    return idmap_find(&e->position_map, position_key(account_slot, instrument_slot), NULL, NULL);
+}
+
+uint32_t engine_get_position_slot(engine *e, uint32_t account_slot, uint32_t instrument_slot) {
+    uint32_t slot = engine_find_position_slot(e, account_slot, instrument_slot);
+    if (slot != SLOT_NONE) return slot;
+    account *a = &e->accounts[account_slot];
+    if (engine_reserve_positions(e, e->n_positions + 1) != 0) return SLOT_NONE;
+    if (grow_array((void **)&a->positions, &a->cap_positions, a->n_positions + 1,
+                   sizeof(uint32_t)) != 0)
+        return SLOT_NONE;
+    slot = e->n_positions;
+    if (idmap_insert(&e->position_map, position_key(account_slot, instrument_slot), slot) != 0)
+        return SLOT_NONE;
+    e->n_positions++;
+    position *p = &e->positions[slot];
+    memset(p, 0, sizeof *p);
+    p->account = account_slot;
+    p->instrument = instrument_slot;
+    e->position_epoch[slot] = 0;
+    a->positions[a->n_positions++] = slot;
+    return slot;
+}
+
+/* ---- events ---- */
+
+void engine_emit(engine *e, const engine_event *ev) {
+    if (e->sink) e->sink(e->sink_ctx, ev);
+}
+
+void engine_emit_order(engine *e, const order *o) {
+    engine_event ev = {.type = EV_ORDER, .order = o};
+    engine_emit(e, &ev);
+}
+
+void engine_touch_account(engine *e, uint32_t slot) {
+    if (e->account_epoch[slot] == e->epoch) return;
+    e->account_epoch[slot] = e->epoch;
+    e->touched_accounts[e->n_touched_accounts++] = slot;
+}
+
+void engine_touch_position(engine *e, uint32_t slot) {
+    if (e->position_epoch[slot] == e->epoch) return;
+    e->position_epoch[slot] = e->epoch;
+    e->touched_positions[e->n_touched_positions++] = slot;
+}
+
+/* One event for each position, account and book a command changed, after its order and trade
+ * events: a client sees the order move, then the trade, then the balances. */
+static void flush_touched(engine *e) {
+    for (uint32_t i = 0; i < e->n_touched_positions; i++) {
+        engine_event ev = {.type = EV_POSITION, .position = &e->positions[e->touched_positions[i]]};
+        engine_emit(e, &ev);
+    }
+    for (uint32_t i = 0; i < e->n_touched_accounts; i++) {
+        engine_event ev = {.type = EV_ACCOUNT, .account = &e->accounts[e->touched_accounts[i]]};
+        engine_emit(e, &ev);
+    }
+    if (e->touched_instrument != SLOT_NONE) {
+        const instrument *ins = &e->instruments[e->touched_instrument];
+        if (e->ticked) {
+            engine_event ev = {.type = EV_TICK, .instrument = ins};
+            engine_emit(e, &ev);
+        }
+        if (e->book_changed) {
+            engine_event ev = {.type = EV_BOOK, .instrument = ins};
+            engine_emit(e, &ev);
+        }
+    }
+    e->n_touched_positions = e->n_touched_accounts = 0;
+    e->touched_instrument = SLOT_NONE;
+    e->book_changed = e->ticked = false;
+}
+
+void engine_touch_instrument(engine *e, uint32_t slot, bool traded) {
+    if (e->touched_instrument != SLOT_NONE && e->touched_instrument != slot) {
+        /* a command that spans instruments (settlement, delisting) reports each as it goes */
+        engine_event ev = {.type = EV_BOOK, .instrument = &e->instruments[e->touched_instrument]};
+        engine_emit(e, &ev);
+        e->ticked = false;
+    }
+    e->touched_instrument = slot;
+    e->book_changed = true;
+    e->ticked = e->ticked || traded;
+}
+
+int engine_fail(engine_result *r, int code, const char *fmt, ...) {
+    r->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ---- orders leaving the live set ---- */
+
+static void list_unlink_live(engine *e, account *a, uint32_t slot) {
+    order *o = &e->orders[slot];
+    if (o->account_prev != SLOT_NONE)
+        e->orders[o->account_prev].account_next = o->account_next;
+    else
+        a->live_head = o->account_next;
+    if (o->account_next != SLOT_NONE)
+        e->orders[o->account_next].account_prev = o->account_prev;
+    else
+        a->live_tail = o->account_prev;
+    a->live_count--;
+}
+
+void engine_forget_order(engine *e, uint32_t slot) {
+    unregister_order(e, slot);
+    release_order_slot(e, slot);
+}
+
+void engine_forget_trade(engine *e, uint32_t slot) {
+    e->trades[slot].account_next = e->trade_free;
+    e->trade_free = slot;
+    e->trades_in_use--;
+}
+
+static void evict_oldest_finished(engine *e, account *a) {
+    uint32_t slot = a->finished_head;
+    order *o = &e->orders[slot];
+    a->finished_head = o->account_next;
+    if (a->finished_head != SLOT_NONE)
+        e->orders[a->finished_head].account_prev = SLOT_NONE;
+    else
+        a->finished_tail = SLOT_NONE;
+    a->finished_count--;
+    engine_forget_order(e, slot);
+}
+
+void engine_finish_order(engine *e, uint32_t slot) {
+    order *o = &e->orders[slot];
+    account *a = &e->accounts[o->account];
+    uint32_t pslot = engine_find_position_slot(e, o->account, o->instrument);
+    position *p = &e->positions[pslot];
+
+    /* whatever is still frozen for the order goes back */
+    if (o->offset == OFFSET_OPEN) {
+        a->frozen_margin -= o->frozen_margin;
+        a->frozen_commission -= o->frozen_commission;
+        p->frozen_margin -= o->frozen_margin;
+        o->frozen_margin = o->frozen_commission = 0;
+    } else if (o->direction == DIR_SELL) {
+        p->volume_long_frozen_today -= o->frozen_today;
+        p->volume_long_frozen_his -= o->frozen_his;
+    } else {
+        p->volume_short_frozen_today -= o->frozen_today;
+        p->volume_short_frozen_his -= o->frozen_his;
+    }
+    o->frozen_today = o->frozen_his = 0;
+    p->live_orders[o->direction]--;
+    list_unlink_live(e, a, slot);
+    if (a->live_count == 0) {
+        /* no live order: the sums are exactly zero, whatever rounding they gathered */
+        a->frozen_margin = a->frozen_commission = 0;
+    }
+    if (p->live_orders[DIR_BUY] + p->live_orders[DIR_SELL] == 0) p->frozen_margin = 0;
+
+    o->account_prev = a->finished_tail;
+    o->account_next = SLOT_NONE;
+    if (a->finished_tail != SLOT_NONE)
+        e->orders[a->finished_tail].account_next = slot;
+    else
+        a->finished_head = slot;
+    a->finished_tail = slot;
+    a->finished_count++;
+    engine_touch_account(e, o->account);
+    engine_touch_position(e, pslot);
+    while (a->finished_count > e->cfg.finished_orders_per_account && a->finished_head != slot)
+        evict_oldest_finished(e, a);
+}
+
+/* ---- instruments ---- */
+
+int engine_add_instrument(engine *e, const instrument_spec *spec, engine_result *r) {
+    int rc = instrument_spec_validate(spec, r->message, sizeof r->message);
+    if (rc != QAEX_OK) return r->code = rc;
+    if (engine_find_instrument_slot(e, spec->instrument_id) != SLOT_NONE)
+        return engine_fail(r, ERR_INVALID_ORDER, "instrument %s already exists",
+                           spec->instrument_id);
+    if (grow_array((void **)&e->instruments, &e->cap_instruments, e->n_instruments + 1,
+                   sizeof(instrument)) != 0)
+        return engine_fail(r, ERR_INTERNAL, "out of memory adding instrument %s",
+                           spec->instrument_id);
+    uint32_t slot = e->n_instruments;
+    instrument *ins = &e->instruments[slot];
+    if (instrument_init(ins, spec) != 0)
+        return engine_fail(r, ERR_INTERNAL, "out of memory for the book of %s",
+                           spec->instrument_id);
+    if (idmap_insert(&e->instrument_map, idmap_hash_str(0, ins->spec.instrument_id), slot) != 0) {
+        instrument_free(ins);
+        return engine_fail(r, ERR_INTERNAL, "out of memory adding instrument %s",
+                           spec->instrument_id);
+    }
+    e->n_instruments++;
+    /* the alias resolves to the first instrument with that code */
+    if (engine_find_instrument_slot(e, ins->code) == SLOT_NONE &&
+        idmap_insert(&e->instrument_map, idmap_hash_str(0, ins->code), slot) != 0) {
+        idmap_remove(&e->instrument_map, idmap_hash_str(0, ins->spec.instrument_id), slot);
+        e->n_instruments--;
+        instrument_free(ins);
+        return engine_fail(r, ERR_INTERNAL, "out of memory adding instrument %s",
+                           spec->instrument_id);
+    }
+    engine_event ev = {.type = EV_INSTRUMENT, .instrument = ins};
+    engine_emit(e, &ev);
+    return QAEX_OK;
+}
+
+static instrument *instrument_for(engine *e, const char *id, engine_result *r) {
+    uint32_t slot = engine_find_instrument_slot(e, id);
+    if (slot == SLOT_NONE) {
+        engine_fail(r, ERR_INSTRUMENT_NOT_FOUND, "instrument not found: %s", id);
+        return NULL;
+    }
+    return &e->instruments[slot];
+}
+
+static int update_instrument(engine *e, const command *cmd, engine_result *r) {
+    instrument *ins = instrument_for(e, cmd->u.instrument.spec.instrument_id, r);
+    if (ins == NULL) return r->code;
+    const instrument_spec *in = &cmd->u.instrument.spec;
+    uint32_t f = cmd->u.instrument.fields;
+    instrument_spec s = ins->spec;
+    if (f & UPDATE_NAME) memcpy(s.instrument_name, in->instrument_name, sizeof s.instrument_name);
+    if (f & UPDATE_MULTIPLIER) s.contract_multiplier = in->contract_multiplier;
+    if (f & UPDATE_PRICE_TICK) s.price_tick = in->price_tick;
+    if (f & UPDATE_MARGIN_RATE) s.margin_rate = in->margin_rate;
+    if (f & UPDATE_COMMISSION_RATE) s.commission_rate = in->commission_rate;
+    if (f & UPDATE_COMMISSION_PER_LOT) s.commission_per_lot = in->commission_per_lot;
+    if (f & UPDATE_LIMIT_UP_RATE) s.limit_up_rate = in->limit_up_rate;
+    if (f & UPDATE_LIMIT_DOWN_RATE) s.limit_down_rate = in->limit_down_rate;
+    if (f & UPDATE_EXPIRE_DATE) memcpy(s.expire_date, in->expire_date, sizeof s.expire_date);
+    int rc = instrument_spec_validate(&s, r->message, sizeof r->message);
+    if (rc != QAEX_OK) return r->code = rc;
+    bool terms_of_held_lots = (f & (UPDATE_MULTIPLIER | UPDATE_PRICE_TICK)) != 0;
+    if (terms_of_held_lots) {
+        /* lots and resting prices were struck under the old terms */
+        uint32_t slot = (uint32_t)(ins - e->instruments);
+        for (uint32_t i = 0; i < e->n_positions; i++) {
+            const position *p = &e->positions[i];
+            if (p->instrument == slot && !position_is_empty(p))
+                return engine_fail(r, ERR_INVALID_ORDER,
+                                   "cannot change the multiplier or tick of %s while orders or "
+                                   "positions exist",
+                                   s.instrument_id);
+        }
+    }
+    instrument_spec old = ins->spec;
+    ins->spec = s;
+    if ((f & (UPDATE_LIMIT_UP_RATE | UPDATE_LIMIT_DOWN_RATE | UPDATE_PRICE_TICK)) &&
+        instrument_rebase_band(ins) != 0) {
+        ins->spec = old;
+        instrument_rebase_band(ins);
+        return engine_fail(r, ERR_INTERNAL, "out of memory re-spanning the book of %s",
+                           s.instrument_id);
+    }
+    engine_event ev = {.type = EV_INSTRUMENT, .instrument = ins};
+    engine_emit(e, &ev);
+    return QAEX_OK;
+}
+
+static int set_instrument_status(engine *e, const command *cmd, engine_result *r) {
+    instrument *ins = instrument_for(e, cmd->u.instrument_ref.instrument_id, r);
+    if (ins == NULL) return r->code;
+    const char *id = ins->spec.instrument_id;
+    if (ins->status == INSTRUMENT_DELISTED)
+        return engine_fail(r, ERR_INVALID_ORDER, "instrument %s is delisted", id);
+    uint32_t slot = (uint32_t)(ins - e->instruments);
+    switch (cmd->type) {
+        case CMD_INSTRUMENT_SUSPEND:
+            if (ins->status == INSTRUMENT_SUSPENDED)
+                return engine_fail(r, ERR_INVALID_ORDER, "instrument %s is already suspended", id);
+            ins->status = INSTRUMENT_SUSPENDED;
+            break;
+        case CMD_INSTRUMENT_RESUME:
+            if (ins->status == INSTRUMENT_TRADING)
+                return engine_fail(r, ERR_INVALID_ORDER, "instrument %s is already trading", id);
+            ins->status = INSTRUMENT_TRADING;
+            break;
+        default: { /* delist: refused while anyone holds lots, naming them */
+            char holders[QAEX_MSG_LEN] = "";
+            size_t used = 0;
+            uint32_t n = 0;
+            for (uint32_t i = 0; i < e->n_accounts; i++) {
+                const position *p = engine_position_find(e, &e->accounts[i], ins);
+                if (p == NULL || position_volume_long(p) + position_volume_short(p) == 0) continue;
+                const char *acc = e->accounts[i].account_id;
+                if (used + strlen(acc) + 8 < sizeof holders)
+                    used += (size_t)snprintf(holders + used, sizeof holders - used, "%s%s",
+                                             n ? ", " : "", acc);
+                n++;
+            }
+            if (n > 0)
+                return engine_fail(r, ERR_INVALID_ORDER,
+                                   "cannot delist %s: %u account(s) hold positions: %s", id, n,
+                                   holders);
+            /* resting orders are cancelled: nobody can trade a delisted instrument */
+            for (uint32_t i = 0; i < e->n_accounts; i++) {
+                uint32_t o = e->accounts[i].live_head;
+                while (o != SLOT_NONE) {
+                    uint32_t next = e->orders[o].account_next;
+                    if (e->orders[o].instrument == slot)
+                        matching_cancel_slot(e, o, cmd->ts_ns, "instrument delisted");
+                    o = next;
+                }
+            }
+            ins->status = INSTRUMENT_DELISTED;
+            break;
+        }
+    }
+    engine_event ev = {.type = EV_INSTRUMENT, .instrument = ins};
+    engine_emit(e, &ev);
+    return QAEX_OK;
+}
+
+/* ---- accounts and money ---- */
+
+static bool money_amount_valid(double amount) {
+    return isfinite(amount) && amount > 0 && amount < 1e15;
+}
+
+static int open_account(engine *e, const command *cmd, engine_result *r) {
+    const char *id = cmd->u.account_open.account_id;
+    double cash = cmd->u.account_open.init_cash;
+    if (id[0] == '\0') return engine_fail(r, ERR_INVALID_ORDER, "account_id must not be empty");
+    if (!isfinite(cash) || cash < 0 || cash >= 1e15)
+        return engine_fail(r, ERR_DEPOSIT, "init_cash must be a non-negative amount, got %g", cash);
+    if (engine_find_account_slot(e, id) != SLOT_NONE)
+        return engine_fail(r, ERR_ACCOUNT_EXISTS, "account already exists: %s", id);
+    if (engine_reserve_accounts(e, e->n_accounts + 1) != 0)
+        return engine_fail(r, ERR_INTERNAL, "out of memory opening account %s", id);
+    uint32_t slot = e->n_accounts;
+    if (idmap_insert(&e->account_map, idmap_hash_str(0, id), slot) != 0)
+        return engine_fail(r, ERR_INTERNAL, "out of memory opening account %s", id);
+    e->n_accounts++;
+    account *a = &e->accounts[slot];
+    memset(a, 0, sizeof *a);
+    memcpy(a->account_id, id, sizeof a->account_id);
+    memcpy(a->user_id, cmd->u.account_open.user_id[0] ? cmd->u.account_open.user_id : id,
+           sizeof a->user_id);
+    memcpy(a->account_name, cmd->u.account_open.account_name, sizeof a->account_name);
+    a->pre_balance = cash;
+    a->created_ns = cmd->ts_ns;
+    a->live_head = a->live_tail = SLOT_NONE;
+    a->finished_head = a->finished_tail = SLOT_NONE;
+    a->trades_head = a->trades_tail = SLOT_NONE;
+    e->account_epoch[slot] = 0;
+    r->account = slot;
+    engine_touch_account(e, slot);
+    return QAEX_OK;
+}
+
+static account *account_for(engine *e, const char *id, engine_result *r) {
+    uint32_t slot = engine_find_account_slot(e, id);
+    if (slot == SLOT_NONE) {
+        engine_fail(r, ERR_ACCOUNT_NOT_FOUND, "account not found: %s", id);
+        return NULL;
+    }
+    r->account = slot;
+    return &e->accounts[slot];
+}
+
+static int transfer(engine *e, const command *cmd, engine_result *r) {
+    bool deposit = cmd->type == CMD_DEPOSIT;
+    double amount = cmd->u.transfer.amount;
+    account *a = account_for(e, cmd->u.transfer.account_id, r);
+    if (a == NULL) return r->code;
+    if (!money_amount_valid(amount))
+        return engine_fail(r, deposit ? ERR_DEPOSIT : ERR_WITHDRAW,
+                           "%s amount must be positive, got %g", deposit ? "deposit" : "withdraw",
+                           amount);
+    account_view v;
+    engine_view_of(e, a, &v);
+    if (!deposit) {
+        if (a->frozen)
+            return engine_fail(r, ERR_ACCOUNT_FROZEN, "account %s is frozen", a->account_id);
+        if (amount > v.withdraw_quota + 1e-9)
+            return engine_fail(r, ERR_WITHDRAW, "withdraw %.2f exceeds withdrawable %.2f", amount,
+                               v.withdraw_quota);
+        a->withdraw += amount;
+    } else {
+        a->deposit += amount;
+    }
+    e->txn_seq++;
+    capital_transfer t = {
+        .account = a, .is_deposit = deposit, .amount = amount, .ts_ns = cmd->ts_ns};
+    char day[9] = {0};
+    for (int i = 0, j = 0; e->trading_day[i] && j < 8; i++)
+        if (e->trading_day[i] != '-') day[j++] = e->trading_day[i];
+    snprintf(t.txn_id, sizeof t.txn_id, "TXN%s%08llu", day,
+             (unsigned long long)(e->txn_seq % 100000000ULL));
+    memcpy(r->txn_id, t.txn_id, sizeof r->txn_id);
+    engine_view_of(e, a, &v);
+    t.balance_after = v.balance;
+    engine_event ev = {.type = EV_TRANSFER, .transfer = &t};
+    engine_emit(e, &ev);
+    engine_touch_account(e, r->account);
+    return QAEX_OK;
+}
+
+static int set_account_frozen(engine *e, const command *cmd, engine_result *r) {
+    account *a = account_for(e, cmd->u.account_ref.account_id, r);
+    if (a == NULL) return r->code;
+    a->frozen = cmd->type == CMD_ACCOUNT_FREEZE;
+    engine_touch_account(e, r->account);
+    return QAEX_OK;
+}
+
+void engine_view_of(const engine *e, const account *a, account_view *v) {
+    double position_profit = 0, float_profit = 0, margin = 0;
+    for (uint32_t i = 0; i < a->n_positions; i++) {
+        const position *p = &e->positions[a->positions[i]];
+        int64_t vl = position_volume_long(p), vs = position_volume_short(p);
+        if (vl == 0 && vs == 0) continue;
+        const instrument *ins = &e->instruments[p->instrument];
+        double value = instrument_mark_price(ins) * ins->spec.contract_multiplier;
+        position_profit += (value * (double)vl - p->position_cost_long) +
+                           (p->position_cost_short - value * (double)vs);
+        float_profit +=
+            (value * (double)vl - p->open_cost_long) + (p->open_cost_short - value * (double)vs);
+        margin += p->margin_long + p->margin_short;
+    }
+    account_view_finish(a, position_profit, float_profit, margin, v);
+}
+
+/* ---- the dispatcher ---- */
+
+engine *engine_create(const engine_config *cfg) {
+    engine *e = calloc(1, sizeof *e);
+    if (e == NULL) return NULL;
+    e->cfg = *cfg;
+    if (e->cfg.finished_orders_per_account < 1) e->cfg.finished_orders_per_account = 1;
+    if (e->cfg.trades_per_account < 1) e->cfg.trades_per_account = 1;
+    memcpy(e->trading_day, cfg->trading_day, sizeof e->trading_day);
+    e->order_free = e->trade_free = SLOT_NONE;
+    e->touched_instrument = SLOT_NONE;
+    if (idmap_init(&e->instrument_map, 16) || idmap_init(&e->account_map, 1024) ||
+        idmap_init(&e->position_map, 1024) || idmap_init(&e->order_map, 4096)) {
+        engine_destroy(e);
+        return NULL;
+    }
+    return e;
+}
+
+void engine_destroy(engine *e) {
+    if (e == NULL) return;
+    for (uint32_t i = 0; i < e->n_instruments; i++)
+        instrument_free(&e->instruments[i]);
+    for (uint32_t i = 0; i < e->n_accounts; i++)
+        free(e->accounts[i].positions);
+    for (uint32_t i = 0; i < e->n_settlements; i++)
+        free(e->settlements[i].force_closed_accounts);
+    free(e->instruments);
+    free(e->accounts);
+    free(e->positions);
+    free(e->orders);
+    free(e->trades);
+    free(e->settlements);
+    free(e->account_epoch);
+    free(e->position_epoch);
+    free(e->touched_accounts);
+    free(e->touched_positions);
+    idmap_free(&e->instrument_map);
+    idmap_free(&e->account_map);
+    idmap_free(&e->position_map);
+    idmap_free(&e->order_map);
+    free(e);
+}
+
+void engine_set_event_sink(engine *e, engine_event_fn fn, void *ctx) {
+    e->sink = fn;
+    e->sink_ctx = ctx;
+}
+
+const engine_config *engine_get_config(const engine *e) {
+    return &e->cfg;
+}
+
+int engine_apply(engine *e, const command *cmd, engine_result *r) {
+    memset(r, 0, offsetof(engine_result, message) + 1);
+    r->order = r->account = SLOT_NONE;
+    r->txn_id[0] = '\0';
+    e->epoch++;
+    int rc;
+    switch (cmd->type) {
+        case CMD_INSTRUMENT_ADD:
+            rc = engine_add_instrument(e, &cmd->u.instrument.spec, r);
+            break;
+        case CMD_INSTRUMENT_UPDATE:
+            rc = update_instrument(e, cmd, r);
+            break;
+        case CMD_INSTRUMENT_SUSPEND:
+        case CMD_INSTRUMENT_RESUME:
+        case CMD_INSTRUMENT_DELIST:
+            rc = set_instrument_status(e, cmd, r);
+            break;
+        case CMD_ACCOUNT_OPEN:
+            rc = open_account(e, cmd, r);
+            break;
+        case CMD_DEPOSIT:
+        case CMD_WITHDRAW:
+            rc = transfer(e, cmd, r);
+            break;
+        case CMD_ACCOUNT_FREEZE:
+        case CMD_ACCOUNT_UNFREEZE:
+            rc = set_account_frozen(e, cmd, r);
+            break;
+        case CMD_ORDER_INSERT:
+            rc = matching_insert(e, cmd, r);
+            break;
+        case CMD_ORDER_CANCEL:
+            rc = matching_cancel(e, cmd, r);
+            break;
+        case CMD_AUCTION_OPEN:
+            rc = matching_auction_open(e, cmd, r);
+            break;
+        case CMD_AUCTION_CLOSE:
+            rc = matching_auction_close(e, cmd, r);
+            break;
+        case CMD_SETTLEMENT_SET_PRICE:
+            rc = settlement_set_price(e, cmd, r);
+            break;
+        case CMD_SETTLEMENT_EXECUTE:
+            rc = settlement_execute(e, cmd, r);
+            break;
+        default:
+            rc = engine_fail(r, ERR_BAD_MESSAGE, "unknown command type %d", (int)cmd->type);
+    }
+    flush_touched(e);
+    e->commands_applied++;
+    return rc;
+}
+
+int engine_add_settlement(engine *e, const settlement_result *sr) {
+    if (grow_array((void **)&e->settlements, &e->cap_settlements, e->n_settlements + 1,
+                   sizeof(settlement_result)) != 0)
+        return -1;
+    e->settlements[e->n_settlements++] = *sr;
+    return 0;
+}
+
+/* ---- queries ---- */
+
+const char *engine_trading_day(const engine *e) {
+    return e->trading_day;
+}
+
+uint64_t engine_commands_applied(const engine *e) {
+    return e->commands_applied;
+}
+
+uint32_t engine_instrument_count(const engine *e) {
+    return e->n_instruments;
+}
+
+const instrument *engine_instrument_at(const engine *e, uint32_t slot) {
+    return slot < e->n_instruments ? &e->instruments[slot] : NULL;
+}
+
+const instrument *engine_instrument_of(const engine *e, uint32_t slot) {
+    return engine_instrument_at(e, slot);
+}
+
+const instrument *engine_instrument_find(const engine *e, const char *id) {
+    uint32_t slot = engine_find_instrument_slot(e, id);
+    return slot == SLOT_NONE ? NULL : &e->instruments[slot];
+}
+
+uint32_t engine_account_count(const engine *e) {
+    return e->n_accounts;
+}
+
+const account *engine_account_at(const engine *e, uint32_t slot) {
+    return slot < e->n_accounts ? &e->accounts[slot] : NULL;
+}
+
+const account *engine_account_of(const engine *e, uint32_t slot) {
+    return engine_account_at(e, slot);
+}
+
+const account *engine_account_find(const engine *e, const char *account_id) {
+    uint32_t slot = engine_find_account_slot(e, account_id);
+    return slot == SLOT_NONE ? NULL : &e->accounts[slot];
+}
+
+void engine_account_view(const engine *e, const account *a, account_view *v) {
+    engine_view_of(e, a, v);
+}
+
+const position *engine_account_position(const engine *e, const account *a, uint32_t i) {
+    return i < a->n_positions ? &e->positions[a->positions[i]] : NULL;
+}
+
+const position *engine_position_find(const engine *e, const account *a, const instrument *ins) {
+    uint32_t slot =
+        engine_find_position_slot(e, (uint32_t)(a - e->accounts), (uint32_t)(ins - e->instruments));
+    return slot == SLOT_NONE ? NULL : &e->positions[slot];
+}
+
+void engine_position_view(const engine *e, const position *p, position_view *v) {
+    position_view_of(p, &e->instruments[p->instrument], v);
+}
+
+const order *engine_order_find(const engine *e, const account *a, const char *order_id) {
+    uint32_t slot = engine_find_order_slot(e, (uint32_t)(a - e->accounts), order_id);
+    return slot == SLOT_NONE ? NULL : &e->orders[slot];
+}
+
+const order *engine_order_at(const engine *e, uint32_t slot) {
+    return slot < e->cap_orders ? &e->orders[slot] : NULL;
+}
+
+const order *engine_order_first(const engine *e, const account *a) {
+    uint32_t s = a->live_head != SLOT_NONE ? a->live_head : a->finished_head;
+    return s == SLOT_NONE ? NULL : &e->orders[s];
+}
+
+const order *engine_order_next(const engine *e, const order *o) {
+    if (o->account_next != SLOT_NONE) return &e->orders[o->account_next];
+    if (order_status_alive(o->status)) {
+        uint32_t s = e->accounts[o->account].finished_head;
+        return s == SLOT_NONE ? NULL : &e->orders[s];
+    }
+    return NULL;
+}
+
+const trade *engine_trade_first(const engine *e, const account *a) {
+    return a->trades_head == SLOT_NONE ? NULL : &e->trades[a->trades_head];
+}
+
+const trade *engine_trade_next(const engine *e, const trade *t) {
+    return t->account_next == SLOT_NONE ? NULL : &e->trades[t->account_next];
+}
+
+uint32_t engine_settlement_count(const engine *e) {
+    return e->n_settlements;
+}
+
+const settlement_result *engine_settlement_at(const engine *e, uint32_t i) {
+    return i < e->n_settlements ? &e->settlements[i] : NULL;
+}
+
+const settlement_result *engine_settlement_find(const engine *e, const char *date) {
+    for (uint32_t i = e->n_settlements; i-- > 0;)
+        if (strcmp(e->settlements[i].settlement_date, date) == 0) return &e->settlements[i];
+    return NULL;
+}
+
+void order_format_seq(char prefix, uint64_t seq, char *out, size_t outlen) {
+    snprintf(out, outlen, "%c%020llu", prefix, (unsigned long long)seq);
+}
+
+void engine_order_exchange_id(const engine *e, const order *o, char *out, size_t outlen) {
+    snprintf(out, outlen, "%s-%012llu", e->instruments[o->instrument].code,
+             (unsigned long long)o->exchange_seq);
+}

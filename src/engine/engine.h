@@ -1,0 +1,253 @@
+/* The exchange engine: a single-threaded, deterministic state machine.
+ *
+ *     engine_apply(engine, command) -> result + events
+ *
+ * It does no I/O, reads no clock and starts no thread. Every input, including the time, arrives
+ * inside a command, and every generated id comes from sequences that are part of the state, so
+ * the same commands always produce the same state and the same events: the journal replays them
+ * after a crash and a replica applies them to stay a hot standby.
+ *
+ * Queries read the state directly and must run on the thread that applies commands. */
+#ifndef QAEX_ENGINE_H
+#define QAEX_ENGINE_H
+
+#include "engine/account.h"
+#include "engine/instrument.h"
+#include "engine/order.h"
+#include "engine/types.h"
+
+#include <stddef.h>
+
+typedef struct engine engine;
+
+/* Thresholds of the [risk] config section and memory bounds. */
+typedef struct engine_config {
+    double max_position_ratio;    /* instrument margin over balance, 1002 */
+    double max_order_value;       /* price * volume, 1003 */
+    double risk_ratio_reject;     /* risk ratio after the order, 1004 */
+    int64_t min_order_volume;     /* 1008 */
+    int64_t max_order_volume;     /* 1008 */
+    double force_close_threshold; /* settlement liquidates at this risk ratio */
+    bool self_trade_prevention;   /* 1005 */
+    /* Finished orders and trades each account keeps in memory; older ones live in the journal
+     * and the history store. Live orders are always kept. */
+    uint32_t finished_orders_per_account;
+    uint32_t trades_per_account;
+    char trading_day[QAEX_DATE_LEN]; /* the first trading day, YYYY-MM-DD */
+} engine_config;
+
+void engine_config_default(engine_config *cfg);
+
+typedef enum command_type {
+    CMD_INSTRUMENT_ADD = 1,
+    CMD_INSTRUMENT_UPDATE,
+    CMD_INSTRUMENT_SUSPEND,
+    CMD_INSTRUMENT_RESUME,
+    CMD_INSTRUMENT_DELIST,
+    CMD_ACCOUNT_OPEN,
+    CMD_DEPOSIT,
+    CMD_WITHDRAW,
+    CMD_ACCOUNT_FREEZE,
+    CMD_ACCOUNT_UNFREEZE,
+    CMD_ORDER_INSERT,
+    CMD_ORDER_CANCEL,
+    CMD_AUCTION_OPEN,  /* the instrument enters the call auction */
+    CMD_AUCTION_CLOSE, /* uncross at the equilibrium price, back to continuous trading */
+    CMD_SETTLEMENT_SET_PRICE,
+    CMD_SETTLEMENT_EXECUTE,
+    CMD_TYPE_COUNT
+} command_type;
+
+/* Fields CMD_INSTRUMENT_UPDATE changes: a mask over instrument_spec. */
+enum {
+    UPDATE_NAME = 1 << 0,
+    UPDATE_MULTIPLIER = 1 << 1,
+    UPDATE_PRICE_TICK = 1 << 2,
+    UPDATE_MARGIN_RATE = 1 << 3,
+    UPDATE_COMMISSION_RATE = 1 << 4,
+    UPDATE_COMMISSION_PER_LOT = 1 << 5,
+    UPDATE_LIMIT_UP_RATE = 1 << 6,
+    UPDATE_LIMIT_DOWN_RATE = 1 << 7,
+    UPDATE_EXPIRE_DATE = 1 << 8,
+};
+
+typedef struct order_request {
+    char account_id[QAEX_ID_LEN];
+    char order_id[QAEX_ID_LEN]; /* empty: the engine assigns "O" + sequence */
+    char instrument_id[QAEX_INSTRUMENT_ID_LEN];
+    direction direction;
+    offset offset;
+    price_type price_type;
+    time_condition time_condition;
+    volume_condition volume_condition;
+    double limit_price; /* ignored for ANY */
+    int64_t volume;
+} order_request;
+
+typedef struct command {
+    command_type type;
+    int64_t ts_ns; /* the time of the command, epoch nanoseconds, assigned by the gateway */
+    union {
+        struct {
+            instrument_spec spec;
+            uint32_t fields; /* UPDATE_* bits, for CMD_INSTRUMENT_UPDATE */
+        } instrument;
+        /* suspend, resume, delist, auction open/close */
+        struct {
+            char instrument_id[QAEX_INSTRUMENT_ID_LEN];
+        } instrument_ref;
+        struct {
+            char account_id[QAEX_ID_LEN];
+            char user_id[QAEX_ID_LEN];
+            char account_name[QAEX_NAME_LEN];
+            double init_cash;
+        } account_open;
+        /* deposit, withdraw */
+        struct {
+            char account_id[QAEX_ID_LEN];
+            double amount;
+        } transfer;
+        /* freeze, unfreeze */
+        struct {
+            char account_id[QAEX_ID_LEN];
+        } account_ref;
+        order_request order;
+        struct {
+            char account_id[QAEX_ID_LEN];
+            char order_id[QAEX_ID_LEN];
+        } cancel;
+        struct {
+            char instrument_id[QAEX_INSTRUMENT_ID_LEN];
+            double price;
+        } settlement_price;
+    } u;
+} command;
+
+/* What a command did: 0 or an error code with a message that names the offending value. */
+typedef struct engine_result {
+    int code;
+    char message[QAEX_MSG_LEN];
+    uint32_t order;   /* the order inserted or cancelled, else SLOT_NONE */
+    uint32_t account; /* the account acted on, else SLOT_NONE */
+    char txn_id[24];  /* deposit/withdraw: "TXN" + YYYYMMDD + 8 digits */
+} engine_result;
+
+typedef struct settlement_result {
+    char settlement_date[QAEX_DATE_LEN];
+    uint32_t total_accounts;
+    uint32_t settled_accounts;
+    uint32_t failed_accounts;
+    uint32_t force_closed_count;
+    char (*force_closed_accounts)[QAEX_ID_LEN];
+    double total_commission;
+    double total_profit;
+    int64_t ts_ns;
+} settlement_result;
+
+typedef struct account_settlement {
+    const account *account;
+    char date[QAEX_DATE_LEN];
+    double pre_balance; /* before */
+    double balance;     /* after */
+    double close_profit;
+    double position_profit;
+    double commission;
+    double risk_ratio;
+    bool force_close;
+} account_settlement;
+
+typedef struct capital_transfer {
+    char txn_id[24];
+    const account *account;
+    bool is_deposit;
+    double amount;
+    double balance_after;
+    int64_t ts_ns;
+} capital_transfer;
+
+typedef enum event_type {
+    EV_ORDER = 1,       /* an order was accepted or changed: .order */
+    EV_TRADE,           /* one side of a match: .trade */
+    EV_POSITION,        /* .position changed */
+    EV_ACCOUNT,         /* .account changed (once per command and account) */
+    EV_BOOK,            /* the depth of .instrument changed */
+    EV_TICK,            /* .instrument traded: last price and volume moved */
+    EV_INSTRUMENT,      /* .instrument was added, changed or changed status */
+    EV_TRANSFER,        /* .transfer: a deposit or withdrawal */
+    EV_ACCOUNT_SETTLED, /* .settlement: one account's daily settlement */
+    EV_SETTLEMENT,      /* .settlement_result: the day was settled */
+} event_type;
+
+typedef struct engine_event {
+    event_type type;
+    const order *order;
+    const trade *trade;
+    const position *position;
+    const account *account;
+    const instrument *instrument;
+    const capital_transfer *transfer;
+    const account_settlement *settlement;
+    const settlement_result *settlement_result;
+} engine_event;
+
+/* Receives every event while the command is applied; pointers are valid only during the call. */
+typedef void (*engine_event_fn)(void *ctx, const engine_event *ev);
+
+engine *engine_create(const engine_config *cfg);
+void engine_destroy(engine *e);
+void engine_set_event_sink(engine *e, engine_event_fn fn, void *ctx);
+const engine_config *engine_get_config(const engine *e);
+
+/* Applies one command. Returns result->code. A rejected command changes nothing. */
+int engine_apply(engine *e, const command *cmd, engine_result *result);
+
+/* The default instruments of SPEC 2 (CFFEX.IF2501, IC2501, IH2501). */
+size_t engine_default_instruments(instrument_spec *out, size_t max);
+
+/* ---- queries ---- */
+const char *engine_trading_day(const engine *e);
+uint64_t engine_commands_applied(const engine *e);
+
+uint32_t engine_instrument_count(const engine *e);
+const instrument *engine_instrument_at(const engine *e, uint32_t slot);
+/* By full id or alias ("CFFEX.IF2501" or "IF2501"); NULL when unknown. */
+const instrument *engine_instrument_find(const engine *e, const char *id);
+
+uint32_t engine_account_count(const engine *e);
+const account *engine_account_at(const engine *e, uint32_t slot);
+const account *engine_account_find(const engine *e, const char *account_id);
+void engine_account_view(const engine *e, const account *a, account_view *v);
+
+/* Positions of an account in opening order; NULL past the end. */
+const position *engine_account_position(const engine *e, const account *a, uint32_t i);
+const position *engine_position_find(const engine *e, const account *a, const instrument *ins);
+void engine_position_view(const engine *e, const position *p, position_view *v);
+
+const instrument *engine_instrument_of(const engine *e, uint32_t slot);
+const account *engine_account_of(const engine *e, uint32_t slot);
+
+/* Orders: by the account's id for it (client or server id); iteration live then finished. */
+const order *engine_order_find(const engine *e, const account *a, const char *order_id);
+const order *engine_order_at(const engine *e, uint32_t slot);
+const order *engine_order_first(const engine *e, const account *a);
+const order *engine_order_next(const engine *e, const order *o);
+
+/* Retained trades of an account, oldest first. */
+const trade *engine_trade_first(const engine *e, const account *a);
+const trade *engine_trade_next(const engine *e, const trade *t);
+
+uint32_t engine_settlement_count(const engine *e);
+const settlement_result *engine_settlement_at(const engine *e, uint32_t i);
+const settlement_result *engine_settlement_find(const engine *e, const char *date);
+
+/* Public ids of orders and trades. */
+void engine_order_exchange_id(const engine *e, const order *o, char *out, size_t outlen);
+
+/* A 64-bit digest of the whole state in a canonical order: equal digests mean equal state. */
+uint64_t engine_state_hash(const engine *e);
+
+/* Snapshots: the whole state as bytes, and an engine rebuilt from them. */
+int engine_snapshot_save(const engine *e, unsigned char **out, size_t *outlen);
+engine *engine_snapshot_load(const unsigned char *data, size_t len, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,104 @@
+/* The engine's private state, shared by its source files (engine.c, matching.c, settlement.c,
+ * snapshot.c) and by nothing else. */
+#ifndef QAEX_ENGINE_INTERNAL_H
+#define QAEX_ENGINE_INTERNAL_H
+
+#include "engine/engine.h"
+#include "engine/idmap.h"
+
+/* Namespace of server-assigned order ids in the order map: they are unique across accounts. */
+#define ORDER_NS_SERVER 0xFFFFFFFFu
+
+struct engine {
+    engine_config cfg;
+    engine_event_fn sink;
+    void *sink_ctx;
+
+    char trading_day[QAEX_DATE_LEN];
+    uint64_t order_seq; /* last order sequence issued */
+    uint64_t trade_seq;
+    uint64_t match_seq;
+    uint64_t txn_seq; /* capital transactions of the trading day */
+    uint64_t commands_applied;
+
+    instrument *instruments;
+    uint32_t n_instruments, cap_instruments;
+    idmap instrument_map; /* full id and alias, both */
+
+    account *accounts;
+    uint32_t n_accounts, cap_accounts;
+    idmap account_map;
+
+    position *positions;
+    uint32_t n_positions, cap_positions;
+    idmap position_map; /* key: account << 32 | instrument */
+
+    order *orders;
+    uint32_t cap_orders, orders_in_use;
+    uint32_t order_free; /* free list through account_next */
+    idmap order_map;     /* (namespace, order_id): namespace is the account or ORDER_NS_SERVER */
+
+    trade *trades;
+    uint32_t cap_trades, trades_in_use;
+    uint32_t trade_free; /* free list through account_next */
+
+    settlement_result *settlements;
+    uint32_t n_settlements, cap_settlements;
+
+    /* Per-command scratch: what changed, so each gets one event at the end of the command. */
+    uint64_t epoch;
+    uint64_t *account_epoch;  /* parallel to accounts */
+    uint64_t *position_epoch; /* parallel to positions */
+    uint32_t *touched_accounts, n_touched_accounts;
+    uint32_t *touched_positions, n_touched_positions;
+    uint32_t touched_instrument; /* the one instrument a command trades, or SLOT_NONE */
+    bool book_changed, ticked;
+};
+
+/* engine.c */
+void engine_emit(engine *e, const engine_event *ev);
+void engine_emit_order(engine *e, const order *o);
+void engine_touch_account(engine *e, uint32_t account_slot);
+void engine_touch_position(engine *e, uint32_t position_slot);
+/* The book of the instrument changed; `traded` when a trade printed. */
+void engine_touch_instrument(engine *e, uint32_t instrument_slot, bool traded);
+uint32_t engine_find_account_slot(const engine *e, const char *account_id);
+uint32_t engine_find_instrument_slot(const engine *e, const char *id);
+bool engine_is_server_order_id(const char *id);
+int engine_fail(engine_result *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+uint32_t engine_find_position_slot(const engine *e, uint32_t account_slot,
+                                   uint32_t instrument_slot);
+/* Finds or creates; SLOT_NONE when out of memory. */
+uint32_t engine_get_position_slot(engine *e, uint32_t account_slot, uint32_t instrument_slot);
+uint32_t engine_find_order_slot(const engine *e, uint32_t account_slot, const char *order_id);
+uint32_t engine_alloc_order(engine *e);
+uint32_t engine_alloc_trade(engine *e);
+void engine_account_append_trade(engine *e, uint32_t trade_slot);
+/* The order is finished: off the live list, remaining freezes released, into the history. */
+void engine_finish_order(engine *e, uint32_t slot);
+int engine_register_order(engine *e, uint32_t slot);
+/* Drops a finished order or a trade from memory altogether (the caller has unlinked it). */
+void engine_forget_order(engine *e, uint32_t slot);
+void engine_forget_trade(engine *e, uint32_t slot);
+void engine_view_of(const engine *e, const account *a, account_view *v);
+int engine_add_instrument(engine *e, const instrument_spec *spec, engine_result *r);
+int engine_reserve_accounts(engine *e, uint32_t n);
+int engine_reserve_positions(engine *e, uint32_t n);
+int engine_add_settlement(engine *e, const settlement_result *sr);
+
+/* matching.c */
+int matching_insert(engine *e, const command *cmd, engine_result *r);
+int matching_cancel(engine *e, const command *cmd, engine_result *r);
+/* Cancels a live order for the engine's own reasons (day end, delisting). */
+void matching_cancel_slot(engine *e, uint32_t slot, int64_t ts_ns, const char *why);
+int matching_auction_open(engine *e, const command *cmd, engine_result *r);
+int matching_auction_close(engine *e, const command *cmd, engine_result *r);
+/* Closes lots of a position at a price outside the book (forced liquidation). */
+void matching_liquidate(engine *e, uint32_t position_slot, double price, int64_t ts_ns);
+
+/* settlement.c */
+int settlement_set_price(engine *e, const command *cmd, engine_result *r);
+int settlement_execute(engine *e, const command *cmd, engine_result *r);
+
+#endif

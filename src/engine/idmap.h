@@ -1,0 +1,47 @@
+/* Open-addressing hash index from a 64-bit hash to a 32-bit slot in some owner's pool.
+ *
+ * The map stores only (hash, slot). Keys stay in the owner's records, so a string-keyed lookup
+ * passes a callback that compares the sought key with the record in a candidate slot; integer
+ * keys that are their own hash need no callback. Linear probing with backward-shift deletion keeps
+ * lookups short without tombstones. Growth is the only allocation. */
+#ifndef QAEX_IDMAP_H
+#define QAEX_IDMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define IDMAP_NONE UINT32_MAX
+
+typedef struct idmap_entry {
+    uint64_t hash;
+    uint32_t slot; /* IDMAP_NONE marks an empty entry */
+} idmap_entry;
+
+typedef struct idmap {
+    idmap_entry *entries;
+    uint32_t capacity; /* a power of two */
+    uint32_t count;
+} idmap;
+
+/* Returns true when the record in `slot` has the key the caller is looking for. */
+typedef bool (*idmap_match_fn)(const void *ctx, uint32_t slot);
+
+int idmap_init(idmap *m, uint32_t expected);
+void idmap_free(idmap *m);
+void idmap_clear(idmap *m);
+
+/* The slot whose hash equals `hash` and which `match` accepts (NULL: any), or IDMAP_NONE. */
+uint32_t idmap_find(const idmap *m, uint64_t hash, idmap_match_fn match, const void *ctx);
+
+/* Adds (hash, slot); the caller has checked that the key is absent. -1 when out of memory. */
+int idmap_insert(idmap *m, uint64_t hash, uint32_t slot);
+
+/* Removes the entry for exactly (hash, slot); returns -1 when there is none. */
+int idmap_remove(idmap *m, uint64_t hash, uint32_t slot);
+
+/* Hashes for keys: a string (with a namespace, such as an account slot) and an integer. */
+uint64_t idmap_hash_str(uint64_t ns, const char *s);
+uint64_t idmap_hash_u64(uint64_t x);
+
+#endif
