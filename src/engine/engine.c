@@ -849,6 +849,14 @@ const order *engine_order_find(const engine *e, const account *a, const char *or
     return slot == SLOT_NONE ? NULL : &e->orders[slot];
 }
 
+const order *engine_order_find_any(const engine *e, const char *order_id) {
+    if (!engine_is_server_order_id(order_id)) return NULL;
+    order_key k = {e, ORDER_NS_SERVER, order_id};
+    uint32_t slot =
+        idmap_find(&e->order_map, idmap_hash_str(ORDER_NS_SERVER, order_id), order_matches, &k);
+    return slot == SLOT_NONE ? NULL : &e->orders[slot];
+}
+
 const order *engine_order_at(const engine *e, uint32_t slot) {
     return slot < e->cap_orders ? &e->orders[slot] : NULL;
 }

@@ -228,6 +228,8 @@ const account *engine_account_of(const engine *e, uint32_t slot);
 
 /* Orders: by the account's id for it (client or server id); iteration live then finished. */
 const order *engine_order_find(const engine *e, const account *a, const char *order_id);
+/* A server-assigned id ("O" + 20 digits) names one order across all accounts. */
+const order *engine_order_find_any(const engine *e, const char *order_id);
 const order *engine_order_at(const engine *e, uint32_t slot);
 const order *engine_order_first(const engine *e, const account *a);
 const order *engine_order_next(const engine *e, const order *o);
