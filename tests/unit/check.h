@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static int check_failures_in_test;
-static int check_tests_passed;
-static int check_tests_failed;
+static int check_failures_in_test __attribute__((unused));
+static int check_tests_passed __attribute__((unused));
+static int check_tests_failed __attribute__((unused));
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
