@@ -497,6 +497,19 @@ static int update_instrument(engine *e, const command *cmd, engine_result *r) {
         return engine_fail(r, ERR_INTERNAL, "out of memory re-spanning the book of %s",
                            s.instrument_id);
     }
+    if (f & UPDATE_MARGIN_RATE) {
+        /* held lots are margined at the new rate from now on (SPEC 3: position price x volume
+         * x multiplier x margin rate), whatever fills come later */
+        uint32_t slot = (uint32_t)(ins - e->instruments);
+        for (uint32_t i = 0; i < e->n_positions; i++) {
+            position *p = &e->positions[i];
+            if (p->instrument != slot) continue;
+            p->margin_long = p->position_cost_long * s.margin_rate;
+            p->margin_short = p->position_cost_short * s.margin_rate;
+            engine_touch_position(e, i);
+            engine_touch_account(e, p->account);
+        }
+    }
     engine_event ev = {.type = EV_INSTRUMENT, .instrument = ins};
     engine_emit(e, &ev);
     return QAEX_OK;

@@ -78,10 +78,20 @@ static int validate(const engine *e, const account *a, const instrument *ins,
         return engine_fail(r, ERR_INVALID_ORDER, "instrument %s is suspended", id);
     if (ins->status == INSTRUMENT_DELISTED)
         return engine_fail(r, ERR_INVALID_ORDER, "instrument %s is delisted", id);
-    if ((unsigned)q->direction > DIR_SELL || (unsigned)q->offset > OFFSET_CLOSEYESTERDAY ||
-        (unsigned)q->price_type > PRICE_ANY || (unsigned)q->time_condition > TC_GTC ||
-        (unsigned)q->volume_condition > VC_ALL)
-        return engine_fail(r, ERR_INVALID_ORDER, "invalid direction, offset or order type");
+    const struct {
+        const char *field;
+        int value, max;
+    } enums[] = {
+        {"direction", (int)q->direction, DIR_SELL},
+        {"offset", (int)q->offset, OFFSET_CLOSEYESTERDAY},
+        {"price_type", (int)q->price_type, PRICE_ANY},
+        {"time_condition", (int)q->time_condition, TC_GTC},
+        {"volume_condition", (int)q->volume_condition, VC_ALL},
+    };
+    for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++)
+        if (enums[i].value < 0 || enums[i].value > enums[i].max)
+            return engine_fail(r, ERR_INVALID_ORDER, "invalid %s: %d", enums[i].field,
+                               enums[i].value);
     if (q->volume < cfg->min_order_volume || q->volume > cfg->max_order_volume)
         return engine_fail(r, ERR_INVALID_ORDER, "volume %lld is outside [%lld, %lld]",
                            (long long)q->volume, (long long)cfg->min_order_volume,
@@ -460,10 +470,11 @@ static bool auction_price(const instrument *ins, int64_t *eq_tick) {
     const book *b = &ins->book;
     int32_t best_bid = book_best(b, DIR_BUY), best_ask = book_best(b, DIR_SELL);
     if (best_bid == BOOK_NO_LEVEL || best_ask == BOOK_NO_LEVEL || best_bid < best_ask) return false;
-    int64_t ref_tick = 0;
-    instrument_price_to_tick(ins, instrument_mark_price(ins), &ref_tick);
+    /* the reference (last or settlement price) need not lie on the tick: compare in price */
+    double reference = instrument_mark_price(ins);
     /* candidates lie in [best ask, best bid]; volumes are accumulated by walking both sides */
-    int64_t best_exec = 0, best_imbalance = 0, best_distance = 0;
+    int64_t best_exec = 0, best_imbalance = 0;
+    double best_distance = 0;
     bool found = false;
     for (int32_t lv = best_ask; lv <= best_bid; lv++) {
         if (b->levels[DIR_BUY][lv].count == 0 && b->levels[DIR_SELL][lv].count == 0) continue;
@@ -477,7 +488,7 @@ static bool auction_price(const instrument *ins, int64_t *eq_tick) {
         int64_t exec = buy < sell ? buy : sell;
         int64_t imbalance = buy > sell ? buy - sell : sell - buy;
         int64_t tick = book_level_tick(b, lv);
-        int64_t distance = tick > ref_tick ? tick - ref_tick : ref_tick - tick;
+        double distance = fabs(instrument_tick_to_price(ins, tick) - reference);
         bool better =
             !found || exec > best_exec ||
             (exec == best_exec && (imbalance < best_imbalance ||

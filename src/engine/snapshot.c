@@ -277,12 +277,25 @@ uint64_t engine_state_hash(const engine *e) {
     return s.hash;
 }
 
+static uint64_t fnv1a(const unsigned char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
 int engine_snapshot_save(const engine *e, unsigned char **out, size_t *outlen) {
     sink s = {.writing = true};
     put_u64(&s, SNAPSHOT_MAGIC);
     put_u64(&s, SNAPSHOT_VERSION);
     /* books are rebuilt from the live orders on load: they are not written */
     walk(&s, e, false);
+    /* a digest of everything before it: a flipped byte is refused, never loaded */
+    uint64_t digest = s.failed ? 0 : fnv1a(s.buf, s.len);
+    s.writing = true;
+    put_u64(&s, digest);
     if (s.failed) {
         free(s.buf);
         return -1;
@@ -333,6 +346,17 @@ static double get_f64(source *s) {
 static uint32_t get_u32(source *s, uint64_t max, const char *what) {
     uint64_t v = get_u64(s);
     if (v > max) {
+        src_fail(s, what);
+        return 0;
+    }
+    return (uint32_t)v;
+}
+
+/* A count of records that follow: each takes at least 8 bytes, so a count beyond what is left
+ * is corruption, caught before anything is allocated for it. */
+static uint32_t get_count(source *s, const char *what) {
+    uint64_t v = get_u64(s);
+    if (v > (s->len - s->off) / 8 || v > UINT32_MAX) {
         src_fail(s, what);
         return 0;
     }
@@ -462,11 +486,16 @@ static int by_seq(const void *a, const void *b) {
 
 /* Puts resting orders back in their books, oldest first, widening a book where needed. */
 static int rebuild_books(engine *e, uint32_t *resting, uint32_t n) {
+    if (n == 0) return 0;
     sort_pool = e->orders;
     qsort(resting, n, sizeof(uint32_t), by_seq);
     for (uint32_t i = 0; i < n; i++) {
         order *o = &e->orders[resting[i]];
         instrument *ins = &e->instruments[o->instrument];
+        /* a resting price lies near the band: anything else is a corrupt snapshot */
+        if (o->price_tick < 1 || o->price_tick < ins->lower_tick - (1 << 24) ||
+            o->price_tick > ins->upper_tick + (1 << 24))
+            return -1;
         if (!book_covers(&ins->book, o->price_tick)) {
             int64_t lo = o->price_tick < ins->lower_tick ? o->price_tick : ins->lower_tick;
             int64_t hi = o->price_tick > ins->upper_tick ? o->price_tick : ins->upper_tick;
@@ -482,7 +511,7 @@ static int load_body(engine *e, source *s) {
     e->trade_seq = get_u64(s);
     e->match_seq = get_u64(s);
     e->txn_seq = get_u64(s);
-    uint32_t n_ins = get_u32(s, 1u << 20, "instrument count");
+    uint32_t n_ins = get_count(s, "instrument count");
     for (uint32_t i = 0; i < n_ins && !s->failed; i++) {
         instrument_spec spec;
         get_spec(s, &spec);
@@ -494,8 +523,11 @@ static int load_body(engine *e, source *s) {
         instrument *ins = &e->instruments[i];
         ins->status = (instrument_status)get_u32(s, INSTRUMENT_DELISTED, "instrument status");
         ins->in_auction = get_u32(s, 1, "in_auction") != 0;
-        ins->upper_tick = get_i64(s);
-        ins->lower_tick = get_i64(s);
+        /* the band follows from the terms; a stored band that disagrees is corruption */
+        if (get_i64(s) != ins->upper_tick || get_i64(s) != ins->lower_tick) {
+            src_fail(s, "limit band does not match the instrument terms");
+            return -1;
+        }
         ins->exchange_seq = get_u64(s);
         market_stats *st = &ins->stats;
         st->open = get_f64(s);
@@ -510,9 +542,8 @@ static int load_body(engine *e, source *s) {
         st->settlement_price = get_f64(s);
         st->has_trade = get_u32(s, 1, "has_trade") != 0;
         st->settlement_price_set = get_u32(s, 1, "settlement_price_set") != 0;
-        if (!s->failed && book_rebase(&ins->book, ins->lower_tick, ins->upper_tick) != 0) return -1;
     }
-    uint32_t n_acc = get_u32(s, 1u << 30, "account count");
+    uint32_t n_acc = get_count(s, "account count");
     if (s->failed || engine_reserve_accounts(e, n_acc ? n_acc : 1) != 0) return -1;
     uint32_t *resting = NULL, n_resting = 0, cap_resting = 0;
     int rc = 0;
@@ -540,13 +571,13 @@ static int load_body(engine *e, source *s) {
             break;
         }
         e->n_accounts = i + 1;
-        uint32_t n_live = get_u32(s, 1u << 30, "live order count");
+        uint32_t n_live = get_count(s, "live order count");
         for (uint32_t k = 0; k < n_live && rc == 0 && !s->failed; k++)
             rc = load_order(e, s, i, true, &resting, &n_resting, &cap_resting);
-        uint32_t n_fin = get_u32(s, 1u << 30, "finished order count");
+        uint32_t n_fin = get_count(s, "finished order count");
         for (uint32_t k = 0; k < n_fin && rc == 0 && !s->failed; k++)
             rc = load_order(e, s, i, false, &resting, &n_resting, &cap_resting);
-        uint32_t n_tr = get_u32(s, 1u << 30, "trade count");
+        uint32_t n_tr = get_count(s, "trade count");
         for (uint32_t k = 0; k < n_tr && rc == 0 && !s->failed; k++) {
             uint32_t t = engine_alloc_trade(e);
             if (t == SLOT_NONE) {
@@ -558,7 +589,7 @@ static int load_body(engine *e, source *s) {
             engine_account_append_trade(e, t);
         }
     }
-    uint32_t n_pos = rc == 0 ? get_u32(s, 1u << 30, "position count") : 0;
+    uint32_t n_pos = rc == 0 ? get_count(s, "position count") : 0;
     for (uint32_t i = 0; i < n_pos && rc == 0 && !s->failed; i++) {
         position p;
         p.account = get_u32(s, e->n_accounts ? e->n_accounts - 1 : 0, "position account");
@@ -589,7 +620,7 @@ static int load_body(engine *e, source *s) {
         q->live_orders[0] = get_u32(s, UINT32_MAX, "live orders");
         q->live_orders[1] = get_u32(s, UINT32_MAX, "live orders");
     }
-    uint32_t n_set = rc == 0 ? get_u32(s, 1u << 24, "settlement count") : 0;
+    uint32_t n_set = rc == 0 ? get_count(s, "settlement count") : 0;
     for (uint32_t i = 0; i < n_set && rc == 0 && !s->failed; i++) {
         settlement_result r;
         memset(&r, 0, sizeof r);
@@ -624,6 +655,13 @@ static int load_body(engine *e, source *s) {
 
 engine *engine_snapshot_load(const unsigned char *data, size_t len, char *err, size_t errlen) {
     source s = {.p = data, .len = len, .err = err, .errlen = errlen};
+    if (len < 24) {
+        snprintf(err, errlen, "snapshot truncated: %zu bytes", len);
+        return NULL;
+    }
+    uint64_t digest = 0;
+    for (int i = 0; i < 8; i++)
+        digest |= (uint64_t)data[len - 8 + i] << (8 * i);
     if (get_u64(&s) != SNAPSHOT_MAGIC) {
         snprintf(err, errlen, "not a QAExchange snapshot (bad magic)");
         return NULL;
@@ -634,6 +672,11 @@ engine *engine_snapshot_load(const unsigned char *data, size_t len, char *err, s
                  (unsigned long long)version, SNAPSHOT_VERSION);
         return NULL;
     }
+    if (fnv1a(data, len - 8) != digest) {
+        snprintf(err, errlen, "snapshot checksum mismatch: the file is corrupt");
+        return NULL;
+    }
+    s.len = len - 8;
     engine_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.max_position_ratio = get_f64(&s);

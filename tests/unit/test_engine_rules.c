@@ -1573,8 +1573,13 @@ static void test_instrument_update_margin_rate(void) {
     CHECK_INT(log.n, 0);
     c.u.instrument.spec.margin_rate = 0.20;
     CHECK_INT(fx_apply(e, &c, &r), 0);
-    CHECK_INT(log.n, 1);
+    /* the held lots are re-margined at once: both holders' positions and accounts change */
+    CHECK_INT(log.n, 5);
     CHECK_INT(log.recs[0].type, EV_INSTRUMENT);
+    CHECK_INT(log.recs[1].type, EV_POSITION);
+    CHECK_INT(log.recs[2].type, EV_POSITION);
+    CHECK_INT(log.recs[3].type, EV_ACCOUNT);
+    CHECK_INT(log.recs[4].type, EV_ACCOUNT);
     const instrument *ins = engine_instrument_find(e, "IX2401");
     CHECK_MONEY(ins->spec.margin_rate, 0.20);
     /* only the masked field changes (the update's spec carried zeros elsewhere) */
@@ -1878,7 +1883,8 @@ static void test_snapshot_refuses_bad_bytes(void) {
     copy[len] = 0;
     err[0] = '\0';
     CHECK(engine_snapshot_load(copy, len + 1, err, sizeof err) == NULL);
-    CHECK_CONTAINS(err, "trailing");
+    /* trailing bytes move the digest: the checksum refuses the file */
+    CHECK_CONTAINS(err, "checksum");
     /* every truncation is refused with a message */
     int silent = 0, accepted = 0;
     for (size_t cut = 0; cut < len; cut++) {
