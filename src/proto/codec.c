@@ -1,0 +1,894 @@
+/* JSON codecs of the REST API, the `type` protocol and QIFI. See codec.h for the contracts. */
+#include "proto/codec.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ==========================================================================================
+ * Building objects: one failure flag per object, so the encoders read as field lists
+ * ========================================================================================== */
+
+typedef struct builder {
+    json_t *obj;
+    bool failed;
+} builder;
+
+static builder builder_new(void) {
+    builder b = {json_object(), false};
+    if (b.obj == NULL) b.failed = true;
+    return b;
+}
+
+/* Steals value; json_object_set_new releases it on every failure path, NULL included. */
+static void put(builder *b, const char *key, json_t *value) {
+    if (json_object_set_new(b->obj, key, value) != 0) b->failed = true;
+}
+
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0. *truncated tells a sequence cut by the end of the
+ * string from a malformed one. */
+static size_t utf8_sequence(const unsigned char *s, size_t avail, bool *truncated) {
+    unsigned char c = s[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF; /* the range of the second byte */
+    *truncated = false;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if (i >= avail) {
+            *truncated = true;
+            return 0;
+        }
+        unsigned char min = i == 1 ? lo : 0x80, max = i == 1 ? hi : 0xBF;
+        if (s[i] < min || s[i] > max) return 0;
+    }
+    return n;
+}
+
+/* jansson refuses invalid UTF-8. Engine strings normally come from JSON, but a name from the
+ * config or a message cut by snprintf may end inside a multi-byte character. Such a string is
+ * repaired (a cut final character dropped, any other malformed byte shown as '?') instead of
+ * being reported as an allocation failure; a valid string is never altered. */
+static json_t *string_value(const char *s) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t len = strlen(s), i = 0;
+    bool truncated = false;
+    while (i < len) {
+        size_t n = utf8_sequence(u + i, len - i, &truncated);
+        if (n == 0) break;
+        i += n;
+    }
+    if (i == len) return json_stringn(s, len); /* valid: NULL here is an allocation failure */
+
+    char *copy = malloc(len + 1);
+    if (copy == NULL) return NULL;
+    size_t out = 0;
+    for (i = 0; i < len;) {
+        size_t n = utf8_sequence(u + i, len - i, &truncated);
+        if (n == 0 && truncated) break; /* the cut last character */
+        if (n == 0) {
+            copy[out++] = '?';
+            i++;
+            continue;
+        }
+        memcpy(copy + out, s + i, n);
+        out += n;
+        i += n;
+    }
+    json_t *v = json_stringn(copy, out);
+    free(copy);
+    return v;
+}
+
+static void put_str(builder *b, const char *key, const char *s) {
+    put(b, key, string_value(s ? s : ""));
+}
+
+/* A date field: null when the engine holds none. */
+static void put_date(builder *b, const char *key, const char *s) {
+    put(b, key, s && s[0] ? string_value(s) : json_null());
+}
+
+static json_t *real_value(double v) {
+    if (!isfinite(v)) return json_null();
+    return json_real(v == 0 ? 0.0 : v); /* no "-0.0" */
+}
+
+static void put_real(builder *b, const char *key, double v) {
+    put(b, key, real_value(v));
+}
+
+static void put_int(builder *b, const char *key, int64_t v) {
+    put(b, key, json_integer((json_int_t)v));
+}
+
+static void put_bool(builder *b, const char *key, bool v) {
+    put(b, key, json_boolean(v));
+}
+
+static json_t *builder_done(builder *b) {
+    if (!b->failed) return b->obj;
+    json_decref(b->obj);
+    return NULL;
+}
+
+static int64_t ms_of(int64_t ns) {
+    int64_t ms = ns / 1000000;
+    return (ns % 1000000 < 0) ? ms - 1 : ms; /* floor, for times before 1970 */
+}
+
+static const char *account_id_of(const engine *e, uint32_t slot) {
+    const account *a = engine_account_of(e, slot);
+    return a ? a->account_id : "";
+}
+
+/* ==========================================================================================
+ * Encoders
+ * ========================================================================================== */
+
+static void put_account_fields(builder *b, const engine *e, const account *acc) {
+    account_view v;
+    engine_account_view(e, acc, &v);
+    put_str(b, "user_id", acc->account_id);
+    put_str(b, "account_id", acc->account_id);
+    put_str(b, "portfolio_cookie", acc->user_id);
+    put_str(b, "account_name", acc->account_name);
+    put_str(b, "user_name", acc->account_name);
+    put_str(b, "currency", "CNY");
+    put_real(b, "pre_balance", acc->pre_balance);
+    put_real(b, "deposit", acc->deposit);
+    put_real(b, "withdraw", acc->withdraw);
+    put_real(b, "WithdrawQuota", v.withdraw_quota);
+    put_real(b, "static_balance", v.static_balance);
+    put_real(b, "close_profit", acc->close_profit);
+    put_real(b, "commission", acc->commission);
+    put_real(b, "premium", acc->premium);
+    put_real(b, "position_profit", v.position_profit);
+    put_real(b, "float_profit", v.float_profit);
+    put_real(b, "balance", v.balance);
+    put_real(b, "margin", v.margin);
+    put_real(b, "frozen_margin", acc->frozen_margin);
+    put_real(b, "frozen_commission", acc->frozen_commission);
+    put_real(b, "frozen_premium", acc->frozen_premium);
+    put_real(b, "available", v.available);
+    put_real(b, "risk_ratio", v.risk_ratio);
+    put_str(b, "risk_level", risk_level_name(risk_level_of(v.risk_ratio)));
+    put_bool(b, "is_frozen", acc->frozen);
+    put_real(b, "frozen", acc->frozen_margin + acc->frozen_commission + acc->frozen_premium);
+    put_real(b, "profit", v.balance - v.static_balance);
+    put_int(b, "created_at", ms_of(acc->created_ns));
+}
+
+json_t *codec_account(const engine *e, const account *acc) {
+    builder b = builder_new();
+    put_account_fields(&b, e, acc);
+    return builder_done(&b);
+}
+
+json_t *codec_position(const engine *e, const position *pos) {
+    const instrument *ins = engine_instrument_of(e, pos->instrument);
+    const char *acc_id = account_id_of(e, pos->account);
+    position_view v;
+    engine_position_view(e, pos, &v);
+    builder b = builder_new();
+    put_str(&b, "user_id", acc_id);
+    put_str(&b, "account_id", acc_id);
+    put_str(&b, "exchange_id", ins ? ins->spec.exchange : "");
+    put_str(&b, "instrument_id", ins ? ins->spec.instrument_id : "");
+
+    put_int(&b, "volume_long_today", pos->volume_long_today);
+    put_int(&b, "volume_long_his", pos->volume_long_his);
+    put_int(&b, "volume_long", v.volume_long);
+    put_int(&b, "volume_long_frozen_today", pos->volume_long_frozen_today);
+    put_int(&b, "volume_long_frozen_his", pos->volume_long_frozen_his);
+    put_int(&b, "volume_long_frozen", pos->volume_long_frozen_today + pos->volume_long_frozen_his);
+    put_int(&b, "volume_long_yd", pos->volume_long_his);
+    put_int(&b, "volume_short_today", pos->volume_short_today);
+    put_int(&b, "volume_short_his", pos->volume_short_his);
+    put_int(&b, "volume_short", v.volume_short);
+    put_int(&b, "volume_short_frozen_today", pos->volume_short_frozen_today);
+    put_int(&b, "volume_short_frozen_his", pos->volume_short_frozen_his);
+    put_int(&b, "volume_short_frozen",
+            pos->volume_short_frozen_today + pos->volume_short_frozen_his);
+    put_int(&b, "volume_short_yd", pos->volume_short_his);
+    put_int(&b, "pos_long_his", pos->volume_long_his);
+    put_int(&b, "pos_long_today", pos->volume_long_today);
+    put_int(&b, "pos_short_his", pos->volume_short_his);
+    put_int(&b, "pos_short_today", pos->volume_short_today);
+
+    put_real(&b, "open_price_long", v.open_price_long);
+    put_real(&b, "open_price_short", v.open_price_short);
+    put_real(&b, "open_cost_long", pos->open_cost_long);
+    put_real(&b, "open_cost_short", pos->open_cost_short);
+    put_real(&b, "position_price_long", v.position_price_long);
+    put_real(&b, "position_price_short", v.position_price_short);
+    put_real(&b, "position_cost_long", pos->position_cost_long);
+    put_real(&b, "position_cost_short", pos->position_cost_short);
+    put_real(&b, "last_price", v.last_price);
+    put_real(&b, "float_profit_long", v.float_profit_long);
+    put_real(&b, "float_profit_short", v.float_profit_short);
+    put_real(&b, "float_profit", v.float_profit);
+    put_real(&b, "position_profit_long", v.position_profit_long);
+    put_real(&b, "position_profit_short", v.position_profit_short);
+    put_real(&b, "position_profit", v.position_profit);
+    put_real(&b, "margin_long", pos->margin_long);
+    put_real(&b, "margin_short", pos->margin_short);
+    put_real(&b, "margin", v.margin);
+    put_real(&b, "frozen_margin", pos->frozen_margin);
+
+    put_real(&b, "cost_long", v.open_price_long);
+    put_real(&b, "cost_short", v.open_price_short);
+    put_real(&b, "profit_long", v.float_profit_long);
+    put_real(&b, "profit_short", v.float_profit_short);
+    return builder_done(&b);
+}
+
+json_t *codec_order(const engine *e, const order *ord) {
+    const instrument *ins = engine_instrument_of(e, ord->instrument);
+    const char *acc_id = account_id_of(e, ord->account);
+    char exchange_order_id[QAEX_ID_LEN];
+    engine_order_exchange_id(e, ord, exchange_order_id, sizeof exchange_order_id);
+    builder b = builder_new();
+    put_str(&b, "order_id", ord->order_id);
+    put_str(&b, "exchange_order_id", exchange_order_id);
+    put_int(&b, "seqno", (int64_t)ord->seq);
+    put_str(&b, "account_id", acc_id);
+    put_str(&b, "user_id", acc_id);
+    put_str(&b, "instrument_id", ins ? ins->spec.instrument_id : "");
+    put_str(&b, "exchange_id", ins ? ins->spec.exchange : "");
+    put_str(&b, "direction", direction_name(ord->direction));
+    put_str(&b, "offset", offset_name(ord->offset));
+    put_str(&b, "price_type", price_type_name(ord->price_type));
+    put_str(&b, "order_type", ord->price_type == PRICE_ANY ? "MARKET" : "LIMIT");
+    put_real(&b, "limit_price", ord->limit_price);
+    put_real(&b, "price", ord->limit_price);
+    put_int(&b, "volume_orign", ord->volume_orign);
+    put_int(&b, "volume", ord->volume_orign);
+    put_int(&b, "volume_left", ord->volume_left);
+    put_int(&b, "filled_volume", ord->volume_orign - ord->volume_left);
+    put_str(&b, "time_condition", time_condition_name(ord->time_condition));
+    put_str(&b, "volume_condition", volume_condition_name(ord->volume_condition));
+    put_str(&b, "status", order_status_name(ord->status));
+    put_real(&b, "frozen_margin", ord->frozen_margin);
+    put_real(&b, "frozen_commission", ord->frozen_commission);
+    put_str(&b, "last_msg", ord->last_msg);
+    put_int(&b, "insert_date_time", ms_of(ord->insert_ns));
+    put_int(&b, "submit_time", ms_of(ord->insert_ns));
+    put_int(&b, "update_time", ms_of(ord->update_ns));
+    put_int(&b, "towards", towards_of(ord->direction, ord->offset));
+    return builder_done(&b);
+}
+
+static void put_trade_fields(builder *b, const engine *e, const trade *trd) {
+    const instrument *ins = engine_instrument_of(e, trd->instrument);
+    const char *acc_id = account_id_of(e, trd->account);
+    char trade_id[32], match_id[32], exchange_order_id[QAEX_ID_LEN];
+    order_format_seq('T', trd->seq, trade_id, sizeof trade_id);
+    order_format_seq('M', trd->match_seq, match_id, sizeof match_id);
+    /* the exchange order id is formatted by the engine alone, from the order's instrument and
+     * per-instrument sequence, which the trade carries */
+    order stub;
+    memset(&stub, 0, sizeof stub);
+    stub.instrument = trd->instrument;
+    stub.exchange_seq = trd->exchange_seq;
+    if (ins != NULL)
+        engine_order_exchange_id(e, &stub, exchange_order_id, sizeof exchange_order_id);
+    else
+        exchange_order_id[0] = '\0';
+    put_str(b, "trade_id", trade_id);
+    put_str(b, "order_id", trd->order_id);
+    put_str(b, "exchange_order_id", exchange_order_id);
+    put_str(b, "exchange_trade_id", match_id);
+    put_str(b, "account_id", acc_id);
+    put_str(b, "user_id", acc_id);
+    put_str(b, "instrument_id", ins ? ins->spec.instrument_id : "");
+    put_str(b, "exchange_id", ins ? ins->spec.exchange : "");
+    put_str(b, "direction", direction_name(trd->direction));
+    put_str(b, "offset", offset_name(trd->offset));
+    put_real(b, "price", trd->price);
+    put_int(b, "volume", trd->volume);
+    put_real(b, "commission", trd->commission);
+    put_real(b, "close_profit", trd->close_profit);
+    put_int(b, "trade_date_time", ms_of(trd->trade_ns));
+    put_int(b, "timestamp", ms_of(trd->trade_ns));
+    put_bool(b, "is_taker", trd->is_taker);
+    put_bool(b, "is_liquidation", trd->is_liquidation);
+    put_int(b, "towards", towards_of(trd->direction, trd->offset));
+}
+
+json_t *codec_trade(const engine *e, const trade *trd) {
+    builder b = builder_new();
+    put_trade_fields(&b, e, trd);
+    return builder_done(&b);
+}
+
+json_t *codec_instrument(const engine *e, const instrument *ins) {
+    const instrument_spec *s = &ins->spec;
+    builder b = builder_new();
+    put_str(&b, "instrument_id", s->instrument_id);
+    put_str(&b, "instrument_name", s->instrument_name);
+    put_str(&b, "instrument_type", instrument_type_name(s->instrument_type));
+    put_str(&b, "exchange", s->exchange);
+    put_int(&b, "contract_multiplier", s->contract_multiplier);
+    put_real(&b, "price_tick", s->price_tick);
+    put_real(&b, "margin_rate", s->margin_rate);
+    put_real(&b, "commission_rate", s->commission_rate);
+    put_real(&b, "commission_per_lot", s->commission_per_lot);
+    put_real(&b, "limit_up_rate", s->limit_up_rate);
+    put_real(&b, "limit_down_rate", s->limit_down_rate);
+    put_date(&b, "list_date", s->list_date);
+    put_date(&b, "expire_date", s->expire_date);
+    put_str(&b, "status", instrument_status_name(ins->status));
+    put_real(&b, "pre_settlement", s->pre_settlement);
+    put_real(&b, "pre_close", s->pre_close);
+    put_real(&b, "upper_limit", instrument_upper_limit(ins));
+    put_real(&b, "lower_limit", instrument_lower_limit(ins));
+    put_real(&b, "last_price", instrument_mark_price(ins));
+    put_bool(&b, "in_auction", ins->in_auction);
+    return builder_done(&b);
+}
+
+/* "YYYY-MM-DD HH:MM:SS" in China Standard Time (UTC+8, no daylight saving), independent of TZ. */
+static void format_china_time(int64_t ns, char *out, size_t outlen) {
+    time_t secs = (time_t)(ms_of(ns) / 1000 + 8 * 3600);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL || strftime(out, outlen, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        snprintf(out, outlen, "%s", "");
+}
+
+/* Adds codec value under key to the object map; false on failure (value released). */
+static bool map_add(json_t *map, const char *key, json_t *value) {
+    return value != NULL && json_object_set_new(map, key, value) == 0;
+}
+
+json_t *codec_qifi(const engine *e, const account *acc) {
+    json_t *positions = json_object(), *orders = json_object(), *trades = json_object();
+    bool ok = positions && orders && trades;
+    int64_t latest_ns = acc->created_ns;
+
+    for (uint32_t i = 0; ok; i++) {
+        const position *p = engine_account_position(e, acc, i);
+        if (p == NULL) break;
+        const instrument *ins = engine_instrument_of(e, p->instrument);
+        ok = ins && map_add(positions, ins->spec.instrument_id, codec_position(e, p));
+    }
+    for (const order *o = engine_order_first(e, acc); ok && o; o = engine_order_next(e, o)) {
+        if (o->update_ns > latest_ns) latest_ns = o->update_ns;
+        ok = map_add(orders, o->order_id, codec_order(e, o));
+    }
+    for (const trade *t = engine_trade_first(e, acc); ok && t; t = engine_trade_next(e, t)) {
+        char trade_id[32];
+        order_format_seq('T', t->seq, trade_id, sizeof trade_id);
+        if (t->trade_ns > latest_ns) latest_ns = t->trade_ns;
+        ok = map_add(trades, trade_id, codec_trade(e, t));
+    }
+    if (!ok) {
+        json_decref(positions);
+        json_decref(orders);
+        json_decref(trades);
+        return NULL;
+    }
+
+    account_view v;
+    engine_account_view(e, acc, &v);
+    char updatetime[32];
+    format_china_time(latest_ns, updatetime, sizeof updatetime);
+    builder b = builder_new();
+    put_str(&b, "account_cookie", acc->account_id);
+    put_str(&b, "portfolio_cookie", acc->user_id);
+    put_str(&b, "user_cookie", acc->user_id);
+    put_str(&b, "investor_name", acc->account_name);
+    put_str(&b, "broker", "QAExchange");
+    put_str(&b, "broker_name", "QAExchange");
+    put_str(&b, "market_type", "future");
+    put_str(&b, "running_environment", "sim");
+    put_str(&b, "trading_day", engine_trading_day(e));
+    put_str(&b, "updatetime", updatetime);
+    put_real(&b, "money", v.available);
+    put(&b, "accounts", codec_account(e, acc));
+    put(&b, "positions", positions);
+    put(&b, "orders", orders);
+    put(&b, "trades", trades);
+    put(&b, "banks", json_object());
+    put(&b, "transfers", json_object());
+    put(&b, "event", json_object());
+    put(&b, "settlement", json_object());
+    put(&b, "frozen", json_object());
+    return builder_done(&b);
+}
+
+json_t *codec_settlement_result(const settlement_result *sr) {
+    json_t *closed = json_array();
+    for (uint32_t i = 0; closed && i < sr->force_closed_count; i++) {
+        if (json_array_append_new(closed, string_value(sr->force_closed_accounts[i])) != 0) {
+            json_decref(closed);
+            closed = NULL;
+        }
+    }
+    builder b = builder_new();
+    put_str(&b, "settlement_date", sr->settlement_date);
+    put_int(&b, "total_accounts", sr->total_accounts);
+    put_int(&b, "settled_accounts", sr->settled_accounts);
+    put_int(&b, "failed_accounts", sr->failed_accounts);
+    put(&b, "force_closed_accounts", closed);
+    put_int(&b, "force_closed_count", sr->force_closed_count);
+    put_real(&b, "total_commission", sr->total_commission);
+    put_real(&b, "total_profit", sr->total_profit);
+    put_int(&b, "timestamp", ms_of(sr->ts_ns));
+    return builder_done(&b);
+}
+
+json_t *codec_account_settlement(const account_settlement *as) {
+    const char *acc_id = as->account ? as->account->account_id : "";
+    builder b = builder_new();
+    put_str(&b, "user_id", acc_id);
+    put_str(&b, "account_id", acc_id);
+    put_str(&b, "date", as->date);
+    put_real(&b, "pre_balance", as->pre_balance);
+    put_real(&b, "balance", as->balance);
+    put_real(&b, "close_profit", as->close_profit);
+    put_real(&b, "position_profit", as->position_profit);
+    put_real(&b, "commission", as->commission);
+    put_real(&b, "risk_ratio", as->risk_ratio);
+    put_bool(&b, "force_close", as->force_close);
+    return builder_done(&b);
+}
+
+/* ==========================================================================================
+ * Envelope, statuses, `type` protocol messages
+ * ========================================================================================== */
+
+json_t *codec_envelope_ok(json_t *data) {
+    if (data == NULL) return NULL; /* the encoder that made it failed: so does the envelope */
+    builder b = builder_new();
+    put_bool(&b, "success", true);
+    put(&b, "data", data);
+    put(&b, "error", json_null());
+    return builder_done(&b);
+}
+
+json_t *codec_envelope_error(int code, const char *message) {
+    builder err = builder_new();
+    put_int(&err, "code", code);
+    put_str(&err, "message", message);
+    builder b = builder_new();
+    put_bool(&b, "success", false);
+    put(&b, "data", json_null());
+    put(&b, "error", builder_done(&err));
+    return builder_done(&b);
+}
+
+int codec_http_status(int error_code) {
+    switch (error_code) {
+        case QAEX_OK:
+            return 200;
+        case ERR_INVALID_ORDER:
+        case ERR_DEPOSIT:
+        case ERR_WITHDRAW:
+        case ERR_BAD_MESSAGE:
+            return 400;
+        case ERR_AUTH_FAILED:
+        case ERR_NOT_AUTHENTICATED:
+            return 401;
+        case CODEC_ERR_FORBIDDEN:
+            return 403;
+        case ERR_ACCOUNT_NOT_FOUND:
+        case ERR_INSTRUMENT_NOT_FOUND:
+        case ERR_ORDER_NOT_FOUND:
+        case CODEC_ERR_NOT_FOUND:
+            return 404;
+        case CODEC_ERR_METHOD_NOT_ALLOWED:
+            return 405;
+        case ERR_ACCOUNT_EXISTS:
+        case ERR_ORDER_NOT_CANCELLABLE:
+        case ERR_SUBMIT_FAILED:
+        case CODEC_ERR_CONFLICT:
+            return 409;
+        case CODEC_ERR_TOO_LARGE:
+            return 413;
+        case ERR_INSUFFICIENT_FUNDS:
+        case ERR_POSITION_LIMIT:
+        case ERR_ORDER_VALUE:
+        case ERR_RISK_RATIO:
+        case ERR_SELF_TRADE:
+        case ERR_ACCOUNT_FROZEN:
+        case ERR_INSUFFICIENT_POSITION:
+        case ERR_SETTLEMENT_PRICE_MISSING:
+            return 422;
+        case ERR_RATE_LIMITED:
+            return 429;
+        case ERR_NO_MATCHING_ENGINE:
+        case ERR_UNAVAILABLE:
+            return 503;
+        default: /* 5000-5003, 6002, 6003, 9999 and codes nobody defined */
+            return 500;
+    }
+}
+
+int codec_command_http_status(command_type type, int code) {
+    bool lifecycle = type == CMD_INSTRUMENT_SUSPEND || type == CMD_INSTRUMENT_RESUME ||
+                     type == CMD_INSTRUMENT_DELIST;
+    if (lifecycle && code == ERR_INVALID_ORDER) return 409;
+    return codec_http_status(code);
+}
+
+json_t *codec_ws_error(int code, const char *message) {
+    builder b = builder_new();
+    put_str(&b, "type", "error");
+    put_int(&b, "code", code);
+    put_str(&b, "message", message);
+    return builder_done(&b);
+}
+
+json_t *codec_ws_order_response(int code, const char *order_id, const char *message) {
+    builder b = builder_new();
+    put_str(&b, "type", "order_response");
+    put_bool(&b, "success", code == 0);
+    put(&b, "order_id", code == 0 && order_id ? string_value(order_id) : json_null());
+    put(&b, "error_code", code == 0 ? json_null() : json_integer(code));
+    put(&b, "error_message", code == 0 ? json_null() : string_value(message ? message : ""));
+    if (code == 0) put_str(&b, "message", message && message[0] ? message : "Order submitted");
+    return builder_done(&b);
+}
+
+json_t *codec_ws_order_status(const engine *e, const order *ord) {
+    builder b = builder_new();
+    put_str(&b, "type", "order_status");
+    put_str(&b, "order_id", ord->order_id);
+    put_str(&b, "status", order_status_name(ord->status));
+    put_int(&b, "filled_volume", ord->volume_orign - ord->volume_left);
+    put_int(&b, "remaining_volume", ord->volume_left);
+    put_int(&b, "timestamp", ms_of(ord->update_ns));
+    return builder_done(&b);
+}
+
+json_t *codec_ws_trade(const engine *e, const trade *trd) {
+    builder b = builder_new();
+    put_str(&b, "type", "trade");
+    put_trade_fields(&b, e, trd);
+    return builder_done(&b);
+}
+
+json_t *codec_ws_account_update(const engine *e, const account *acc, int64_t timestamp_ms) {
+    builder b = builder_new();
+    put_str(&b, "type", "account_update");
+    put_account_fields(&b, e, acc);
+    put_int(&b, "timestamp", timestamp_ms);
+    return builder_done(&b);
+}
+
+/* ==========================================================================================
+ * Decoders
+ * ========================================================================================== */
+
+static void set_msg(char *msg, size_t msglen, const char *fmt, ...) {
+    if (msg == NULL || msglen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
+}
+
+/* What the client sent, for messages: `string "abc"`, `number 3.5`, `true`, `object`. Long
+ * strings are cut (at a character boundary) and marked with "...". */
+static void describe(const json_t *v, char *out, size_t outlen) {
+    switch (json_typeof(v)) {
+        case JSON_STRING: {
+            const char *s = json_string_value(v);
+            size_t n = json_string_length(v), max = 40;
+            bool cut = n > max;
+            if (cut) {
+                n = max;
+                while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+                    n--;
+            }
+            snprintf(out, outlen, "string \"%.*s%s\"", (int)n, s, cut ? "..." : "");
+            return;
+        }
+        case JSON_INTEGER:
+            snprintf(out, outlen, "number %lld", (long long)json_integer_value(v));
+            return;
+        case JSON_REAL:
+            snprintf(out, outlen, "number %.15g", json_real_value(v));
+            return;
+        case JSON_TRUE:
+            snprintf(out, outlen, "true");
+            return;
+        case JSON_FALSE:
+            snprintf(out, outlen, "false");
+            return;
+        case JSON_NULL:
+            snprintf(out, outlen, "null");
+            return;
+        case JSON_OBJECT:
+            snprintf(out, outlen, "object");
+            return;
+        case JSON_ARRAY:
+            snprintf(out, outlen, "array");
+            return;
+    }
+    snprintf(out, outlen, "unknown");
+}
+
+/* The member, or NULL when absent or null. A required one that is absent is an error. */
+static const json_t *member(const json_t *obj, const char *field, bool required, int *rc, char *msg,
+                            size_t msglen) {
+    const json_t *v = json_object_get(obj, field);
+    *rc = CODEC_FIELD_OK;
+    if (v != NULL && !json_is_null(v)) return v;
+    if (required) {
+        set_msg(msg, msglen, v ? "%s is required, got null" : "%s is required", field);
+        *rc = CODEC_FIELD_ERROR;
+    } else {
+        *rc = CODEC_FIELD_ABSENT;
+    }
+    return NULL;
+}
+
+static int type_error(const char *field, const char *expected, const json_t *v, char *msg,
+                      size_t msglen) {
+    char got[80];
+    describe(v, got, sizeof got);
+    set_msg(msg, msglen, "%s must be %s, got %s", field, expected, got);
+    return CODEC_FIELD_ERROR;
+}
+
+int codec_get_string(const json_t *obj, const char *field, char *out, size_t cap, bool required,
+                     char *msg, size_t msglen) {
+    int rc;
+    if (cap > 0) out[0] = '\0';
+    const json_t *v = member(obj, field, required, &rc, msg, msglen);
+    if (v == NULL) return rc;
+    if (!json_is_string(v)) return type_error(field, "a string", v, msg, msglen);
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (strlen(s) != len) {
+        set_msg(msg, msglen, "%s must not contain a NUL character", field);
+        return CODEC_FIELD_ERROR;
+    }
+    if (len == 0) {
+        if (!required) return CODEC_FIELD_ABSENT;
+        set_msg(msg, msglen, "%s must not be empty", field);
+        return CODEC_FIELD_ERROR;
+    }
+    if (cap == 0 || len > cap - 1) {
+        set_msg(msg, msglen, "%s is too long: %zu bytes, at most %zu", field, len,
+                cap ? cap - 1 : 0);
+        return CODEC_FIELD_ERROR;
+    }
+    memcpy(out, s, len + 1);
+    return CODEC_FIELD_OK;
+}
+
+/* A finite number from a numeric string: the whole string, no blanks, no hex, no nan/inf. */
+static bool number_from_text(const char *s, double *out) {
+    if (*s == '\0' || strlen(s) > 64) return false;
+    for (const char *p = s; *p; p++)
+        if (!strchr("0123456789+-.eE", *p)) return false;
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (*end != '\0' || errno == ERANGE || !isfinite(d)) return false;
+    *out = d;
+    return true;
+}
+
+int codec_get_number(const json_t *obj, const char *field, double *out, bool required, char *msg,
+                     size_t msglen) {
+    int rc;
+    const json_t *v = member(obj, field, required, &rc, msg, msglen);
+    if (v == NULL) return rc;
+    double d;
+    if (json_is_integer(v)) {
+        d = (double)json_integer_value(v);
+    } else if (json_is_real(v)) {
+        d = json_real_value(v);
+    } else if (!json_is_string(v) || !number_from_text(json_string_value(v), &d)) {
+        return type_error(field, "a number", v, msg, msglen);
+    }
+    *out = d;
+    return CODEC_FIELD_OK;
+}
+
+int codec_get_whole(const json_t *obj, const char *field, int64_t *out, bool required, char *msg,
+                    size_t msglen) {
+    const json_t *v = json_object_get(obj, field);
+    if (json_is_integer(v)) { /* exact, even past 2^53 */
+        *out = (int64_t)json_integer_value(v);
+        return CODEC_FIELD_OK;
+    }
+    double d = 0;
+    int rc = codec_get_number(obj, field, &d, required, msg, msglen);
+    if (rc != CODEC_FIELD_OK) return rc;
+    if (fabs(d) > 9007199254740992.0) {
+        set_msg(msg, msglen, "%s is out of range, got %.15g", field, d);
+        return CODEC_FIELD_ERROR;
+    }
+    if (d != floor(d)) {
+        set_msg(msg, msglen, "%s must be a whole number, got %.15g", field, d);
+        return CODEC_FIELD_ERROR;
+    }
+    *out = (int64_t)d;
+    return CODEC_FIELD_OK;
+}
+
+int codec_get_bool(const json_t *obj, const char *field, bool *out, bool required, char *msg,
+                   size_t msglen) {
+    int rc;
+    const json_t *v = member(obj, field, required, &rc, msg, msglen);
+    if (v == NULL) return rc;
+    if (!json_is_boolean(v)) return type_error(field, "true or false", v, msg, msglen);
+    *out = json_is_true(v);
+    return CODEC_FIELD_OK;
+}
+
+int codec_get_enum(const json_t *obj, const char *field, codec_enum_parser parse,
+                   const char *allowed, int *out, bool required, char *msg, size_t msglen) {
+    char text[QAEX_NAME_LEN];
+    const json_t *v = json_object_get(obj, field);
+    if (json_is_string(v) && json_string_length(v) >= sizeof text) {
+        char got[80];
+        describe(v, got, sizeof got);
+        set_msg(msg, msglen, "%s must be one of %s; got %s", field, allowed, got);
+        return CODEC_FIELD_ERROR;
+    }
+    int rc = codec_get_string(obj, field, text, sizeof text, required, msg, msglen);
+    if (rc != CODEC_FIELD_OK) return rc;
+    if (parse(text, out) != 0) {
+        set_msg(msg, msglen, "%s must be one of %s; got \"%s\"", field, allowed, text);
+        return CODEC_FIELD_ERROR;
+    }
+    return CODEC_FIELD_OK;
+}
+
+/* Each enum parser of types.h, adapted to int. */
+#define ENUM_ADAPTER(name, type, parser)                                                           \
+    int name(const char *text, int *value) {                                                       \
+        type parsed;                                                                               \
+        if (parser(text, &parsed) != 0) return -1;                                                 \
+        *value = (int)parsed;                                                                      \
+        return 0;                                                                                  \
+    }
+
+ENUM_ADAPTER(codec_parse_direction, direction, direction_parse)
+ENUM_ADAPTER(codec_parse_offset, offset, offset_parse)
+ENUM_ADAPTER(codec_parse_price_type, price_type, price_type_parse)
+ENUM_ADAPTER(codec_parse_time_condition, time_condition, time_condition_parse)
+ENUM_ADAPTER(codec_parse_volume_condition, volume_condition, volume_condition_parse)
+
+/* The body must be an object: 9003 otherwise. */
+static int check_body(const json_t *body, char *msg, size_t msglen) {
+    if (json_is_object(body)) return 0;
+    if (body == NULL) {
+        set_msg(msg, msglen, "request body must be a JSON object, got nothing");
+    } else {
+        char got[80];
+        describe(body, got, sizeof got);
+        set_msg(msg, msglen, "request body must be a JSON object, got %s", got);
+    }
+    return ERR_BAD_MESSAGE;
+}
+
+/* The first of two alias names that is present (non-null), else the first. */
+static const char *alias(const json_t *body, const char *name, const char *other) {
+    const json_t *v = json_object_get(body, name);
+    if (v != NULL && !json_is_null(v)) return name;
+    v = json_object_get(body, other);
+    return v != NULL && !json_is_null(v) ? other : name;
+}
+
+/* account_id, or else user_id (an account named by its owner id in the legacy flow). user_id is
+ * type-checked even when account_id is given. */
+static int get_account_id(const json_t *body, char out[QAEX_ID_LEN], char *msg, size_t msglen) {
+    char user_id[QAEX_ID_LEN];
+    if (codec_get_string(body, "account_id", out, QAEX_ID_LEN, false, msg, msglen) < 0 ||
+        codec_get_string(body, "user_id", user_id, sizeof user_id, false, msg, msglen) < 0)
+        return -1;
+    if (out[0] == '\0') memcpy(out, user_id, sizeof user_id);
+    if (out[0] != '\0') return 0;
+    set_msg(msg, msglen, "account_id or user_id is required");
+    return -1;
+}
+
+int codec_parse_order(const json_t *body, order_request *out, char *msg, size_t msglen) {
+    memset(out, 0, sizeof *out);
+    int rc = check_body(body, msg, msglen);
+    if (rc != 0) return rc;
+    int dir = DIR_BUY, off = OFFSET_OPEN, pt = PRICE_LIMIT, tc = TC_GFD, vc = VC_ANY;
+    const char *pt_field = alias(body, "order_type", "price_type");
+    const char *price_field = alias(body, "price", "limit_price");
+    if (get_account_id(body, out->account_id, msg, msglen) != 0 ||
+        codec_get_string(body, "instrument_id", out->instrument_id, sizeof out->instrument_id, true,
+                         msg, msglen) < 0 ||
+        codec_get_enum(body, "direction", codec_parse_direction, "BUY, SELL", &dir, true, msg,
+                       msglen) < 0 ||
+        codec_get_enum(body, "offset", codec_parse_offset,
+                       "OPEN, CLOSE, CLOSETODAY, CLOSEYESTERDAY", &off, false, msg, msglen) < 0 ||
+        codec_get_whole(body, "volume", &out->volume, true, msg, msglen) < 0 ||
+        codec_get_enum(body, pt_field, codec_parse_price_type, "LIMIT, MARKET, ANY", &pt, false,
+                       msg, msglen) < 0 ||
+        codec_get_enum(body, "time_condition", codec_parse_time_condition, "GFD, IOC, GTC", &tc,
+                       false, msg, msglen) < 0 ||
+        codec_get_enum(body, "volume_condition", codec_parse_volume_condition, "ANY, ALL", &vc,
+                       false, msg, msglen) < 0 ||
+        codec_get_string(body, "order_id", out->order_id, sizeof out->order_id, false, msg,
+                         msglen) < 0)
+        return ERR_INVALID_ORDER;
+    /* a market order's price is ignored, but a malformed one is still reported */
+    rc = codec_get_number(body, price_field, &out->limit_price, false, msg, msglen);
+    if (rc < 0) return ERR_INVALID_ORDER;
+    if (rc == CODEC_FIELD_ABSENT && pt == PRICE_LIMIT) {
+        set_msg(msg, msglen, "price is required for a LIMIT order");
+        return ERR_INVALID_ORDER;
+    }
+    if (pt == PRICE_ANY) out->limit_price = 0;
+    out->direction = (direction)dir;
+    out->offset = (offset)off;
+    out->price_type = (price_type)pt;
+    out->time_condition = (time_condition)tc;
+    out->volume_condition = (volume_condition)vc;
+    return 0;
+}
+
+/* Clears what a decoder owns of a command; ts_ns stays the gateway's. */
+static void command_reset(command *out, command_type type) {
+    memset(&out->u, 0, sizeof out->u);
+    out->type = type;
+}
+
+int codec_parse_cancel(const json_t *body, command *out, char *msg, size_t msglen) {
+    command_reset(out, CMD_ORDER_CANCEL);
+    int rc = check_body(body, msg, msglen);
+    if (rc != 0) return rc;
+    if (get_account_id(body, out->u.cancel.account_id, msg, msglen) != 0 ||
+        codec_get_string(body, "order_id", out->u.cancel.order_id, sizeof out->u.cancel.order_id,
+                         true, msg, msglen) < 0)
+        return ERR_INVALID_ORDER;
+    return 0;
+}
+
+int codec_parse_open_account(const json_t *body, command *out, char *msg, size_t msglen) {
+    command_reset(out, CMD_ACCOUNT_OPEN);
+    int rc = check_body(body, msg, msglen);
+    if (rc != 0) return rc;
+    char *name = out->u.account_open.account_name;
+    size_t name_cap = sizeof out->u.account_open.account_name;
+    if (codec_get_string(body, "user_id", out->u.account_open.user_id,
+                         sizeof out->u.account_open.user_id, false, msg, msglen) < 0 ||
+        codec_get_string(body, "account_id", out->u.account_open.account_id,
+                         sizeof out->u.account_open.account_id, false, msg, msglen) < 0 ||
+        codec_get_string(body, alias(body, "account_name", "user_name"), name, name_cap, false, msg,
+                         msglen) < 0 ||
+        codec_get_number(body, alias(body, "init_cash", "init_balance"),
+                         &out->u.account_open.init_cash, false, msg, msglen) < 0)
+        return ERR_BAD_MESSAGE;
+    return 0;
+}
+
+int codec_parse_transfer(const json_t *body, command_type type, command *out, char *msg,
+                         size_t msglen) {
+    command_reset(out, type);
+    int rc = check_body(body, msg, msglen);
+    if (rc != 0) return rc;
+    if (get_account_id(body, out->u.transfer.account_id, msg, msglen) != 0 ||
+        codec_get_number(body, "amount", &out->u.transfer.amount, true, msg, msglen) < 0)
+        return ERR_BAD_MESSAGE;
+    return 0;
+}
