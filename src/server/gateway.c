@@ -1,0 +1,1044 @@
+#include "server/gateway.h"
+
+#include "engine/idmap.h"
+#include "proto/codec.h"
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define MAX_WS_MESSAGE (64 * 1024)
+#define MAX_SUBSCRIPTIONS 64
+/* A session that stops reading: beyond this many queued market messages the oldest are dropped;
+ * its own order, trade and account messages are never dropped, but a session that lets them pile
+ * past the hard limit is disconnected (its state can be queried again after reconnecting). */
+#define WS_SOFT_BACKLOG 1000
+#define WS_HARD_BACKLOG 20000
+
+typedef enum http_method { M_OTHER, M_GET, M_POST, M_PUT, M_DELETE, M_OPTIONS } http_method;
+
+/* A message shared by every session it is pushed to. */
+typedef struct shared_msg {
+    int refs;
+    size_t len;
+    unsigned char data[]; /* LWS_PRE bytes of headroom, then the text */
+} shared_msg;
+
+typedef struct outq_item {
+    shared_msg *msg;
+    bool droppable;
+    struct outq_item *next;
+} outq_item;
+
+typedef struct session {
+    uint64_t conn_id;
+    struct lws *wsi;
+    bool is_ws;
+    bool is_diff;
+    /* HTTP */
+    http_method method;
+    char path[512];
+    char query[512];
+    char *body;
+    size_t body_len, body_cap;
+    bool body_too_large;
+    bool close_after_response;
+    bool awaiting_reply;
+    shared_msg *response; /* the HTTP response, once known */
+    int response_status;
+    /* WebSocket */
+    char account_id[QAEX_ID_LEN];
+    bool authenticated;
+    uint32_t channels;
+    char subscriptions[MAX_SUBSCRIPTIONS][QAEX_INSTRUMENT_ID_LEN];
+    int n_subscriptions;
+    char *rx;
+    size_t rx_len, rx_cap;
+    outq_item *out_head, *out_tail;
+    size_t backlog, droppable_backlog;
+} session;
+
+/* Sessions interested in a topic (an account id or an instrument id). */
+typedef struct topic {
+    char name[QAEX_ID_LEN];
+    uint64_t *conns;
+    uint32_t n, cap;
+} topic;
+
+struct gateway {
+    gateway_config cfg;
+    service *svc;
+    struct lws_context *ctx;
+    atomic_bool stop;
+    int64_t last_ts_ns;
+    /* connections: the low 32 bits of a conn_id index this table, the high bits are a
+     * generation, so a reply for a closed connection finds nothing */
+    session **conns;
+    uint32_t n_conns, cap_conns;
+    uint32_t *free_slots;
+    uint32_t n_free;
+    uint32_t generation;
+    int ws_sessions;
+    topic *topics;
+    uint32_t n_topics, cap_topics;
+    idmap topic_index; /* hash of the name -> slot in topics */
+    struct lws_protocols protocols[2];
+    lws_retry_bo_t retry;
+    int http_port;
+};
+
+/* ---- time and ids ---- */
+
+static int64_t command_time(gateway *g) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    /* commands are stamped in increasing order even if the wall clock steps back */
+    if (now <= g->last_ts_ns) now = g->last_ts_ns + 1;
+    g->last_ts_ns = now;
+    return now;
+}
+
+static void new_account_id(char *out, size_t outlen) {
+    unsigned char r[16];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        for (size_t i = 0; i < sizeof r; i++)
+            r[i] = (unsigned char)(ts.tv_nsec >> (i % 8 * 4) ^ i);
+    }
+    int n = snprintf(out, outlen, "ACC_");
+    for (size_t i = 0; i < sizeof r && (size_t)n + 2 < outlen; i++)
+        n += snprintf(out + n, outlen - (size_t)n, "%02x", r[i]);
+}
+
+/* ---- shared messages and session queues ---- */
+
+static shared_msg *msg_new(const char *text, size_t len) {
+    shared_msg *m = malloc(sizeof *m + LWS_PRE + len + 1);
+    if (m == NULL) return NULL;
+    m->refs = 1;
+    m->len = len;
+    memcpy(m->data + LWS_PRE, text, len);
+    m->data[LWS_PRE + len] = '\0';
+    return m;
+}
+
+static void msg_release(shared_msg *m) {
+    if (m && --m->refs == 0) free(m);
+}
+
+static void session_clear_queue(session *s) {
+    while (s->out_head) {
+        outq_item *it = s->out_head;
+        s->out_head = it->next;
+        msg_release(it->msg);
+        free(it);
+    }
+    s->out_tail = NULL;
+    s->backlog = s->droppable_backlog = 0;
+}
+
+/* Drops the oldest droppable (market data) message of a backlogged session. */
+static void session_drop_oldest_market(session *s) {
+    outq_item **pp = &s->out_head, *prev = NULL;
+    while (*pp && !(*pp)->droppable) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    outq_item *it = *pp;
+    if (it == NULL) return;
+    *pp = it->next;
+    if (s->out_tail == it) s->out_tail = prev;
+    msg_release(it->msg);
+    free(it);
+    s->backlog--;
+    s->droppable_backlog--;
+}
+
+static void session_send(session *s, shared_msg *m, bool droppable) {
+    if (droppable && s->droppable_backlog >= WS_SOFT_BACKLOG) session_drop_oldest_market(s);
+    if (s->backlog >= WS_HARD_BACKLOG) {
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    outq_item *it = malloc(sizeof *it);
+    if (it == NULL) return;
+    m->refs++;
+    it->msg = m;
+    it->droppable = droppable;
+    it->next = NULL;
+    if (s->out_tail)
+        s->out_tail->next = it;
+    else
+        s->out_head = it;
+    s->out_tail = it;
+    s->backlog++;
+    if (droppable) s->droppable_backlog++;
+    lws_callback_on_writable(s->wsi);
+}
+
+static void session_send_text(session *s, const char *text) {
+    shared_msg *m = msg_new(text, strlen(text));
+    if (m == NULL) return;
+    session_send(s, m, false);
+    msg_release(m);
+}
+
+static void session_send_json(session *s, json_t *j) {
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    json_decref(j);
+    if (text == NULL) return;
+    session_send_text(s, text);
+    free(text);
+}
+
+/* ---- connections ---- */
+
+static int conn_register(gateway *g, session *s) {
+    uint32_t slot;
+    if (g->n_free) {
+        slot = g->free_slots[--g->n_free];
+    } else {
+        if (g->n_conns == g->cap_conns) {
+            uint32_t cap = g->cap_conns ? g->cap_conns * 2 : 1024;
+            session **c = realloc(g->conns, cap * sizeof *c);
+            if (c == NULL) return -1;
+            g->conns = c;
+            uint32_t *f = realloc(g->free_slots, cap * sizeof *f);
+            if (f == NULL) return -1;
+            g->free_slots = f;
+            g->cap_conns = cap;
+        }
+        slot = g->n_conns++;
+    }
+    g->conns[slot] = s;
+    s->conn_id = ((uint64_t)++g->generation << 32) | slot;
+    return 0;
+}
+
+static void conn_unregister(gateway *g, session *s) {
+    uint32_t slot = (uint32_t)s->conn_id;
+    if (s->conn_id == 0 || slot >= g->n_conns || g->conns[slot] != s) return;
+    g->conns[slot] = NULL;
+    g->free_slots[g->n_free++] = slot;
+    s->conn_id = 0;
+}
+
+static session *conn_find(gateway *g, uint64_t conn_id) {
+    uint32_t slot = (uint32_t)conn_id;
+    if (slot >= g->n_conns) return NULL;
+    session *s = g->conns[slot];
+    return s && s->conn_id == conn_id ? s : NULL;
+}
+
+/* ---- topics ---- */
+
+typedef struct topic_key {
+    const gateway *g;
+    const char *name;
+} topic_key;
+
+static bool topic_matches(const void *ctx, uint32_t slot) {
+    const topic_key *k = ctx;
+    return strcmp(k->g->topics[slot].name, k->name) == 0;
+}
+
+static topic *topic_find(gateway *g, const char *name, bool create) {
+    topic_key k = {g, name};
+    uint64_t h = idmap_hash_str(0, name);
+    uint32_t slot = idmap_find(&g->topic_index, h, topic_matches, &k);
+    if (slot != IDMAP_NONE) return &g->topics[slot];
+    if (!create) return NULL;
+    if (g->n_topics == g->cap_topics) {
+        uint32_t cap = g->cap_topics ? g->cap_topics * 2 : 64;
+        topic *t = realloc(g->topics, cap * sizeof *t);
+        if (t == NULL) return NULL;
+        g->topics = t;
+        g->cap_topics = cap;
+    }
+    if (idmap_insert(&g->topic_index, h, g->n_topics) != 0) return NULL;
+    topic *t = &g->topics[g->n_topics++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    return t;
+}
+
+static void topic_add(gateway *g, const char *name, uint64_t conn_id) {
+    topic *t = topic_find(g, name, true);
+    if (t == NULL) return;
+    for (uint32_t i = 0; i < t->n; i++)
+        if (t->conns[i] == conn_id) return;
+    if (t->n == t->cap) {
+        uint32_t cap = t->cap ? t->cap * 2 : 8;
+        uint64_t *c = realloc(t->conns, cap * sizeof *c);
+        if (c == NULL) return;
+        t->conns = c;
+        t->cap = cap;
+    }
+    t->conns[t->n++] = conn_id;
+}
+
+static void topic_remove(gateway *g, const char *name, uint64_t conn_id) {
+    topic *t = topic_find(g, name, false);
+    if (t == NULL) return;
+    for (uint32_t i = 0; i < t->n; i++)
+        if (t->conns[i] == conn_id) {
+            t->conns[i] = t->conns[--t->n];
+            return;
+        }
+}
+
+static void deliver_to_topic(gateway *g, const char *name, shared_msg *m, const reply *r) {
+    topic *t = topic_find(g, name, false);
+    if (t == NULL) return;
+    bool market = r->kind == REPLY_PUSH_INSTRUMENT;
+    for (uint32_t i = 0; i < t->n; i++) {
+        session *s = conn_find(g, t->conns[i]);
+        if (s == NULL || s->is_diff) continue;
+        if (market && !(s->channels & r->channel)) continue;
+        session_send(s, m, market);
+    }
+}
+
+static void deliver_push(gateway *g, const reply *r) {
+    shared_msg *m = msg_new(r->body, r->len);
+    if (m == NULL) return;
+    deliver_to_topic(g, r->topic, m, r);
+    /* instrument subscribers may have used the short alias ("IF2501") */
+    const char *dot = r->kind == REPLY_PUSH_INSTRUMENT ? strchr(r->topic, '.') : NULL;
+    if (dot) deliver_to_topic(g, dot + 1, m, r);
+    msg_release(m);
+}
+
+/* ---- HTTP responses ---- */
+
+static void respond(session *s, int status, const char *body, size_t len) {
+    msg_release(s->response);
+    s->response = msg_new(body, len);
+    s->response_status = status;
+    s->awaiting_reply = false;
+    lws_callback_on_writable(s->wsi);
+}
+
+static void respond_json(session *s, int status, json_t *j) {
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    json_decref(j);
+    if (text == NULL) {
+        static const char oom[] = "{\"success\":false,\"data\":null,\"error\":{\"code\":5000,"
+                                  "\"message\":\"out of memory\"}}";
+        respond(s, 500, oom, sizeof oom - 1);
+        return;
+    }
+    respond(s, status, text, strlen(text));
+    free(text);
+}
+
+static void respond_error(session *s, int http_status, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void respond_error(session *s, int http_status, int code, const char *fmt, ...) {
+    char msg[QAEX_MSG_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    respond_json(s, http_status ? http_status : codec_http_status(code),
+                 codec_envelope_error(code, msg));
+}
+
+static int write_response(session *s) {
+    if (s->response == NULL) return 0;
+    unsigned char hdr[LWS_PRE + 1024];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    const char *type = "application/json";
+    if (lws_add_http_common_headers(s->wsi, (unsigned)s->response_status, type,
+                                    (lws_filepos_t)s->response->len, &p, end) ||
+        lws_add_http_header_by_name(s->wsi, (const unsigned char *)"access-control-allow-origin:",
+                                    (const unsigned char *)"*", 1, &p, end) ||
+        lws_add_http_header_by_name(s->wsi, (const unsigned char *)"access-control-allow-headers:",
+                                    (const unsigned char *)"content-type, authorization", 27, &p,
+                                    end) ||
+        lws_add_http_header_by_name(s->wsi, (const unsigned char *)"access-control-allow-methods:",
+                                    (const unsigned char *)"GET, POST, PUT, DELETE, OPTIONS", 31,
+                                    &p, end) ||
+        lws_finalize_write_http_header(s->wsi, start, &p, end))
+        return -1;
+    shared_msg *m = s->response;
+    s->response = NULL;
+    int n = lws_write(s->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_HTTP_FINAL);
+    msg_release(m);
+    if (n < 0) return -1;
+    free(s->body);
+    s->body = NULL;
+    s->body_len = s->body_cap = 0;
+    s->body_too_large = false;
+    if (s->close_after_response) return -1;
+    return lws_http_transaction_completed(s->wsi) ? -1 : 0;
+}
+
+/* ---- requests to the engine thread ---- */
+
+static void submit(gateway *g, session *s, request *rq) {
+    rq->conn_id = s->conn_id;
+    if (rq->cmd.type != 0) rq->cmd.ts_ns = command_time(g);
+    if (!service_submit(g->svc, rq)) {
+        if (s->is_ws)
+            session_send_json(s,
+                              json_pack("{s:s, s:i, s:s}", "type", "error", "code", ERR_UNAVAILABLE,
+                                        "message", "the exchange is busy: request queue full"));
+        else
+            respond_error(s, 503, ERR_UNAVAILABLE, "the exchange is busy: request queue full");
+        return;
+    }
+    if (!s->is_ws) s->awaiting_reply = true;
+}
+
+static void copy_id(char *dst, size_t cap, const char *src) {
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* ---- REST routing ---- */
+
+/* Splits "/api/order/user/ACC1/trades" into segments; returns how many. */
+static int split_path(char *path, char **seg, int max) {
+    int n = 0;
+    for (char *p = strtok(path, "/"); p && n < max; p = strtok(NULL, "/"))
+        seg[n++] = p;
+    return n;
+}
+
+static bool seg_is(char **seg, int n, int i, const char *what) {
+    return i < n && strcmp(seg[i], what) == 0;
+}
+
+/* A URL argument's value ("page=" -> "2"); false when absent or longer than cap. */
+static bool url_arg(struct lws *wsi, const char *name, char *out, size_t cap) {
+    char buf[QAEX_MSG_LEN];
+    /* lws copies the whole "name=value" fragment into buf and points past the name */
+    const char *value = lws_get_urlarg_by_name(wsi, name, buf, sizeof buf);
+    if (value == NULL || strlen(value) >= cap) return false;
+    memmove(out, value, strlen(value) + 1);
+    return true;
+}
+
+static int64_t query_int(session *s, const char *name, int64_t def) {
+    char buf[32];
+    if (!url_arg(s->wsi, name, buf, sizeof buf)) return def;
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    return *end == '\0' && end != buf ? v : def;
+}
+
+static void query_str(session *s, const char *name, char *out, size_t cap) {
+    if (!url_arg(s->wsi, name, out, cap)) out[0] = '\0';
+}
+
+static json_t *parse_body(session *s) {
+    if (s->body_len == 0) return json_object();
+    json_error_t err;
+    json_t *j = json_loadb(s->body, s->body_len, 0, &err);
+    if (j == NULL) {
+        respond_error(s, 400, ERR_BAD_MESSAGE, "malformed JSON at line %d column %d: %s", err.line,
+                      err.column, err.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        respond_error(s, 400, ERR_BAD_MESSAGE, "request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* POST routes: the body is complete. */
+static void route_post(gateway *g, session *s, char **seg, int n) {
+    char msg[QAEX_MSG_LEN];
+    json_t *body = parse_body(s);
+    if (body == NULL) return;
+    request rq;
+    memset(&rq, 0, sizeof rq);
+    int rc = 0;
+    if (n == 3 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "account") &&
+        seg_is(seg, n, 2, "open")) {
+        rq.route = ROUTE_ACCOUNT_OPEN;
+        rq.cmd.type = CMD_ACCOUNT_OPEN;
+        rc = codec_parse_open_account(body, &rq.cmd, msg, sizeof msg);
+        if (rc == 0 && rq.cmd.u.account_open.account_id[0] == '\0')
+            memcpy(rq.cmd.u.account_open.account_id, rq.cmd.u.account_open.user_id, QAEX_ID_LEN);
+    } else if (n == 5 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "user") &&
+               seg_is(seg, n, 3, "account") && seg_is(seg, n, 4, "create")) {
+        rq.route = ROUTE_USER_ACCOUNT_CREATE;
+        rq.cmd.type = CMD_ACCOUNT_OPEN;
+        json_object_set_new(body, "user_id", json_string(seg[2]));
+        rc = codec_parse_open_account(body, &rq.cmd, msg, sizeof msg);
+        if (rc == 0 && rq.cmd.u.account_open.account_id[0] == '\0')
+            new_account_id(rq.cmd.u.account_open.account_id, QAEX_ID_LEN);
+    } else if (n == 3 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "account") &&
+               (seg_is(seg, n, 2, "deposit") || seg_is(seg, n, 2, "withdraw"))) {
+        bool dep = seg_is(seg, n, 2, "deposit");
+        rq.route = dep ? ROUTE_DEPOSIT : ROUTE_WITHDRAW;
+        rq.cmd.type = dep ? CMD_DEPOSIT : CMD_WITHDRAW;
+        rc = codec_parse_transfer(body, rq.cmd.type, &rq.cmd, msg, sizeof msg);
+    } else if (n == 3 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "order") &&
+               seg_is(seg, n, 2, "submit")) {
+        rq.route = ROUTE_ORDER_SUBMIT;
+        rq.cmd.type = CMD_ORDER_INSERT;
+        rc = codec_parse_order(body, &rq.cmd.u.order, msg, sizeof msg);
+    } else if (n == 3 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "order") &&
+               seg_is(seg, n, 2, "cancel")) {
+        rq.route = ROUTE_ORDER_CANCEL;
+        rq.cmd.type = CMD_ORDER_CANCEL;
+        rc = codec_parse_cancel(body, &rq.cmd, msg, sizeof msg);
+    } else {
+        json_decref(body);
+        respond_error(s, 404, CODEC_ERR_NOT_FOUND, "no route POST %s", s->path);
+        return;
+    }
+    json_decref(body);
+    if (rc != 0) {
+        respond_error(s, 0, rc, "%s", msg);
+        return;
+    }
+    submit(g, s, &rq);
+}
+
+static void route_get(gateway *g, session *s, char **seg, int n) {
+    request rq;
+    memset(&rq, 0, sizeof rq);
+    if (n == 1 && seg_is(seg, n, 0, "health")) {
+        char body[128];
+        int len =
+            snprintf(body, sizeof body, "{\"status\":\"ok\",\"version\":\"%s\"}", QAEX_VERSION);
+        respond(s, 200, body, (size_t)len);
+        return;
+    }
+    if (n < 2 || !seg_is(seg, n, 0, "api")) goto not_found;
+    if (seg_is(seg, n, 1, "account")) {
+        if (n == 3 && seg_is(seg, n, 2, "list"))
+            rq.route = ROUTE_ACCOUNT_LIST;
+        else if (n == 4 && seg_is(seg, n, 2, "detail"))
+            rq.route = ROUTE_ACCOUNT_DETAIL, copy_id(rq.key, sizeof rq.key, seg[3]);
+        else if (n == 3)
+            rq.route = ROUTE_ACCOUNT_GET, copy_id(rq.key, sizeof rq.key, seg[2]);
+        else
+            goto not_found;
+    } else if (seg_is(seg, n, 1, "user") && n == 4 && seg_is(seg, n, 3, "accounts")) {
+        rq.route = ROUTE_USER_ACCOUNTS;
+        copy_id(rq.key, sizeof rq.key, seg[2]);
+    } else if (seg_is(seg, n, 1, "order")) {
+        if (n == 4 && seg_is(seg, n, 2, "user"))
+            rq.route = ROUTE_ORDER_LIST, copy_id(rq.key, sizeof rq.key, seg[3]);
+        else if (n == 5 && seg_is(seg, n, 2, "user") && seg_is(seg, n, 4, "trades"))
+            rq.route = ROUTE_ORDER_TRADES, copy_id(rq.key, sizeof rq.key, seg[3]);
+        else if (n == 3) {
+            rq.route = ROUTE_ORDER_GET;
+            copy_id(rq.key2, sizeof rq.key2, seg[2]);
+            query_str(s, "account_id=", rq.key, sizeof rq.key);
+        } else
+            goto not_found;
+    } else if (seg_is(seg, n, 1, "position")) {
+        if (n == 3)
+            copy_id(rq.key, sizeof rq.key, seg[2]);
+        else if (n == 4 && seg_is(seg, n, 2, "account"))
+            copy_id(rq.key, sizeof rq.key, seg[3]);
+        else
+            goto not_found;
+        rq.route = ROUTE_POSITIONS;
+    } else if (seg_is(seg, n, 1, "trades") && n == 4 && seg_is(seg, n, 2, "user")) {
+        rq.route = ROUTE_TRADES_PAGE;
+        copy_id(rq.key, sizeof rq.key, seg[3]);
+        rq.num1 = query_int(s, "page=", 1);
+        rq.num2 = query_int(s, "size=", 20);
+        query_str(s, "instrument_id=", rq.key2, sizeof rq.key2);
+        query_str(s, "start_date=", rq.date_from, sizeof rq.date_from);
+        query_str(s, "end_date=", rq.date_to, sizeof rq.date_to);
+    } else if (seg_is(seg, n, 1, "market")) {
+        if (n == 3 && seg_is(seg, n, 2, "instruments"))
+            rq.route = ROUTE_INSTRUMENTS;
+        else if (n == 4 && seg_is(seg, n, 2, "tick"))
+            rq.route = ROUTE_TICK, copy_id(rq.key, sizeof rq.key, seg[3]);
+        else if (n == 4 && seg_is(seg, n, 2, "orderbook")) {
+            rq.route = ROUTE_ORDERBOOK;
+            copy_id(rq.key, sizeof rq.key, seg[3]);
+            rq.num1 = query_int(s, "depth=", 5);
+        } else
+            goto not_found;
+    } else {
+        goto not_found;
+    }
+    submit(g, s, &rq);
+    return;
+not_found:
+    respond_error(s, 404, CODEC_ERR_NOT_FOUND, "no route GET %s", s->path);
+}
+
+static void route_http(gateway *g, session *s) {
+    if (s->body_too_large) {
+        respond_error(s, 413, CODEC_ERR_TOO_LARGE, "request body exceeds %zu bytes",
+                      g->cfg.max_body_bytes);
+        return;
+    }
+    if (s->method == M_OPTIONS) {
+        respond(s, 204, "", 0);
+        return;
+    }
+    char path[sizeof s->path];
+    memcpy(path, s->path, sizeof path);
+    char *seg[16];
+    int n = split_path(path, seg, 16);
+    /* /admin/... and /monitoring/... are also served under /api */
+    if (s->method == M_GET)
+        route_get(g, s, seg, n);
+    else if (s->method == M_POST)
+        route_post(g, s, seg, n);
+    else
+        respond_error(s, 405, CODEC_ERR_METHOD_NOT_ALLOWED, "method %s not allowed on %s",
+                      s->method == M_PUT      ? "PUT"
+                      : s->method == M_DELETE ? "DELETE"
+                                              : "?",
+                      s->path);
+}
+
+/* ---- the `type` WebSocket protocol ---- */
+
+static void ws_send_error(session *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void ws_send_error(session *s, int code, const char *fmt, ...) {
+    char msg[QAEX_MSG_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    session_send_json(s, codec_ws_error(code, msg));
+}
+
+static void ws_authenticate(gateway *g, session *s, const char *account_id) {
+    if (s->authenticated) topic_remove(g, s->account_id, s->conn_id);
+    snprintf(s->account_id, sizeof s->account_id, "%s", account_id);
+    s->authenticated = true;
+    topic_add(g, s->account_id, s->conn_id);
+}
+
+static uint32_t channel_of(const char *name) {
+    if (strcmp(name, "trade") == 0 || strcmp(name, "trades") == 0) return CHANNEL_TRADE;
+    if (strcmp(name, "orderbook") == 0 || strcmp(name, "depth") == 0) return CHANNEL_ORDERBOOK;
+    if (strcmp(name, "ticker") == 0 || strcmp(name, "tick") == 0) return CHANNEL_TICKER;
+    if (strcmp(name, "account_update") == 0 || strcmp(name, "account") == 0) return CHANNEL_ACCOUNT;
+    return 0;
+}
+
+static void ws_subscribe(gateway *g, session *s, const json_t *m, bool subscribe) {
+    const json_t *channels = json_object_get(m, "channels");
+    const json_t *instruments = json_object_get(m, "instruments");
+    if ((channels && !json_is_array(channels)) || (instruments && !json_is_array(instruments))) {
+        ws_send_error(s, ERR_BAD_MESSAGE, "channels and instruments must be arrays of strings");
+        return;
+    }
+    size_t i;
+    const json_t *v;
+    json_array_foreach(channels, i, v) {
+        uint32_t c = json_is_string(v) ? channel_of(json_string_value(v)) : 0;
+        if (c == 0) {
+            ws_send_error(s, ERR_BAD_MESSAGE, "unknown channel %s",
+                          json_is_string(v) ? json_string_value(v) : "(not a string)");
+            return;
+        }
+        if (subscribe)
+            s->channels |= c;
+        else
+            s->channels &= ~c;
+    }
+    json_array_foreach(instruments, i, v) {
+        if (!json_is_string(v) || json_string_length(v) >= QAEX_INSTRUMENT_ID_LEN) {
+            ws_send_error(s, ERR_BAD_MESSAGE, "instrument ids must be strings");
+            return;
+        }
+        /* topics are keyed as the client names the instrument, full id or alias; pushes are
+         * delivered under both */
+        char id[QAEX_INSTRUMENT_ID_LEN];
+        snprintf(id, sizeof id, "%s", json_string_value(v));
+        int found = -1;
+        for (int k = 0; k < s->n_subscriptions; k++)
+            if (strcmp(s->subscriptions[k], id) == 0) found = k;
+        if (subscribe && found < 0 && s->n_subscriptions < MAX_SUBSCRIPTIONS) {
+            snprintf(s->subscriptions[s->n_subscriptions++], QAEX_INSTRUMENT_ID_LEN, "%s", id);
+            topic_add(g, id, s->conn_id);
+            request rq;
+            memset(&rq, 0, sizeof rq);
+            rq.route = ROUTE_WS_SNAPSHOT;
+            copy_id(rq.key, sizeof rq.key, id);
+            submit(g, s, &rq);
+        } else if (!subscribe && found >= 0) {
+            topic_remove(g, id, s->conn_id);
+            memcpy(s->subscriptions[found], s->subscriptions[--s->n_subscriptions],
+                   QAEX_INSTRUMENT_ID_LEN);
+        }
+    }
+    json_t *resp = json_pack("{s:s, s:b, s:O, s:O}", "type",
+                             subscribe ? "subscribe_response" : "unsubscribe_response", "success",
+                             1, "channels", channels ? channels : json_array(), "instruments",
+                             instruments ? instruments : json_array());
+    session_send_json(s, resp);
+}
+
+static void ws_message(gateway *g, session *s, const char *text, size_t len) {
+    json_error_t err;
+    json_t *m = json_loadb(text, len, 0, &err);
+    if (m == NULL || !json_is_object(m)) {
+        json_decref(m);
+        ws_send_error(s, ERR_BAD_MESSAGE, "malformed JSON message: %s", err.text);
+        return;
+    }
+    const char *type = json_string_value(json_object_get(m, "type"));
+    char msg[QAEX_MSG_LEN];
+    request rq;
+    memset(&rq, 0, sizeof rq);
+    codec_get_string(m, "request_id", rq.req_id, sizeof rq.req_id, false, msg, sizeof msg);
+    if (type == NULL) {
+        ws_send_error(s, ERR_BAD_MESSAGE, "message has no \"type\"");
+    } else if (strcmp(type, "ping") == 0) {
+        session_send_text(s, "{\"type\":\"pong\"}");
+    } else if (strcmp(type, "auth") == 0) {
+        char user[QAEX_ID_LEN];
+        if (codec_get_string(m, "user_id", user, sizeof user, true, msg, sizeof msg) !=
+            CODEC_FIELD_OK) {
+            session_send_json(s, json_pack("{s:s, s:b, s:s, s:s}", "type", "auth_response",
+                                           "success", 0, "user_id", "", "message", msg));
+        } else if (!g->cfg.open_mode) {
+            session_send_json(s, json_pack("{s:s, s:b, s:s, s:s}", "type", "auth_response",
+                                           "success", 0, "user_id", user, "message",
+                                           "token authentication is not available yet"));
+        } else {
+            ws_authenticate(g, s, user);
+            session_send_json(s, json_pack("{s:s, s:b, s:s, s:s}", "type", "auth_response",
+                                           "success", 1, "user_id", user, "message",
+                                           "Authentication successful"));
+        }
+    } else if (strcmp(type, "subscribe") == 0 || strcmp(type, "unsubscribe") == 0) {
+        ws_subscribe(g, s, m, strcmp(type, "subscribe") == 0);
+    } else if (!s->authenticated) {
+        ws_send_error(s, ERR_NOT_AUTHENTICATED,
+                      "not authenticated: send {\"type\":\"auth\"} first");
+    } else if (strcmp(type, "submit_order") == 0 || strcmp(type, "cancel_order") == 0) {
+        bool submit_order = strcmp(type, "submit_order") == 0;
+        /* the session's account acts; a message naming another account is refused */
+        json_t *acc = json_object_get(m, "account_id");
+        if (acc && (!json_is_string(acc) || strcmp(json_string_value(acc), s->account_id))) {
+            ws_send_error(s, CODEC_ERR_FORBIDDEN, "this session trades account %s only",
+                          s->account_id);
+        } else {
+            json_object_set_new(m, "account_id", json_string(s->account_id));
+            int rc;
+            if (submit_order) {
+                rq.route = ROUTE_WS_SUBMIT;
+                rq.cmd.type = CMD_ORDER_INSERT;
+                rc = codec_parse_order(m, &rq.cmd.u.order, msg, sizeof msg);
+            } else {
+                rq.route = ROUTE_WS_CANCEL;
+                rq.cmd.type = CMD_ORDER_CANCEL;
+                rc = codec_parse_cancel(m, &rq.cmd, msg, sizeof msg);
+            }
+            if (rc != 0)
+                session_send_json(s, codec_ws_order_response(rc, NULL, msg));
+            else
+                submit(g, s, &rq);
+        }
+    } else if (strncmp(type, "query_", 6) == 0) {
+        const char *what = type + 6;
+        copy_id(rq.key, sizeof rq.key, s->account_id);
+        if (strcmp(what, "account") == 0)
+            rq.route = ROUTE_WS_QUERY_ACCOUNT;
+        else if (strcmp(what, "orders") == 0)
+            rq.route = ROUTE_WS_QUERY_ORDERS;
+        else if (strcmp(what, "position") == 0 || strcmp(what, "positions") == 0)
+            rq.route = ROUTE_WS_QUERY_POSITIONS;
+        else if (strcmp(what, "order") == 0 &&
+                 codec_get_string(m, "order_id", rq.key2, sizeof rq.key2, true, msg, sizeof msg) ==
+                     CODEC_FIELD_OK)
+            rq.route = ROUTE_WS_QUERY_ORDER;
+        if (rq.route == ROUTE_NONE)
+            ws_send_error(s, ERR_BAD_MESSAGE, "unknown query %s", type);
+        else
+            submit(g, s, &rq);
+    } else {
+        ws_send_error(s, ERR_BAD_MESSAGE, "unknown message type %s", type);
+    }
+    json_decref(m);
+}
+
+/* ---- the libwebsockets callback ---- */
+
+static http_method method_of(struct lws *wsi, char *path, size_t cap) {
+    static const struct {
+        enum lws_token_indexes token;
+        http_method method;
+    } methods[] = {{WSI_TOKEN_GET_URI, M_GET},
+                   {WSI_TOKEN_POST_URI, M_POST},
+                   {WSI_TOKEN_PUT_URI, M_PUT},
+                   {WSI_TOKEN_DELETE_URI, M_DELETE},
+                   {WSI_TOKEN_OPTIONS_URI, M_OPTIONS}};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        if (lws_hdr_total_length(wsi, methods[i].token) > 0) {
+            if (lws_hdr_copy(wsi, path, (int)cap, methods[i].token) < 0) path[0] = '\0';
+            return methods[i].method;
+        }
+    }
+    path[0] = '\0';
+    return M_OTHER;
+}
+
+static void drain_replies(gateway *g) {
+    service_clear_wake(g->svc);
+    reply r;
+    while (service_poll(g->svc, &r)) {
+        if (r.kind == REPLY_PUSH_ACCOUNT || r.kind == REPLY_PUSH_INSTRUMENT) {
+            deliver_push(g, &r);
+        } else {
+            session *s = conn_find(g, r.conn_id);
+            if (s && r.kind == REPLY_HTTP)
+                respond(s, r.status, r.body, r.len);
+            else if (s && r.kind == REPLY_WS)
+                session_send_text(s, r.body);
+        }
+        free(r.body);
+    }
+}
+
+static void session_close(gateway *g, session *s) {
+    if (s->conn_id == 0) return;
+    if (s->is_ws) {
+        if (s->authenticated) topic_remove(g, s->account_id, s->conn_id);
+        for (int k = 0; k < s->n_subscriptions; k++)
+            topic_remove(g, s->subscriptions[k], s->conn_id);
+        g->ws_sessions--;
+        service_set_push_listeners(g->svc, g->ws_sessions);
+    }
+    session_clear_queue(s);
+    msg_release(s->response);
+    s->response = NULL;
+    free(s->body);
+    free(s->rx);
+    s->body = s->rx = NULL;
+    conn_unregister(g, s);
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len) {
+    struct lws_context *ctx = lws_get_context(wsi);
+    gateway *g = lws_context_user(ctx);
+    session *s = user;
+    switch (reason) {
+        case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+            drain_replies(g);
+            return 0;
+
+        case LWS_CALLBACK_HTTP: {
+            /* a keep-alive connection brings several requests through one session */
+            s->wsi = wsi;
+            if (s->conn_id == 0 && conn_register(g, s) != 0) return -1;
+            s->body_len = 0;
+            s->body_too_large = false;
+            s->method = method_of(wsi, s->path, sizeof s->path);
+            if (s->method == M_POST || s->method == M_PUT) {
+                char cl[32] = "";
+                if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+                    unsigned long long n = strtoull(cl, NULL, 10);
+                    if (n > g->cfg.max_body_bytes) {
+                        /* refuse before reading; the connection closes after the answer */
+                        s->close_after_response = true;
+                        s->body_too_large = true;
+                        route_http(g, s);
+                        return 0;
+                    }
+                    if (n > 0) return 0; /* the body follows */
+                }
+            }
+            route_http(g, s);
+            return 0;
+        }
+        case LWS_CALLBACK_HTTP_BODY:
+            if (s->body_len + len > g->cfg.max_body_bytes) {
+                s->body_too_large = true;
+                return 0;
+            }
+            if (s->body_len + len > s->body_cap) {
+                size_t cap = s->body_cap ? s->body_cap : 1024;
+                while (cap < s->body_len + len)
+                    cap *= 2;
+                char *b = realloc(s->body, cap);
+                if (b == NULL) return -1;
+                s->body = b;
+                s->body_cap = cap;
+            }
+            memcpy(s->body + s->body_len, in, len);
+            s->body_len += len;
+            return 0;
+        case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+            route_http(g, s);
+            return 0;
+        case LWS_CALLBACK_HTTP_WRITEABLE:
+            return write_response(s);
+        case LWS_CALLBACK_CLOSED_HTTP:
+            session_close(g, s);
+            return 0;
+
+        case LWS_CALLBACK_ESTABLISHED: {
+            memset(s, 0, sizeof *s);
+            s->wsi = wsi;
+            s->is_ws = true;
+            if (conn_register(g, s) != 0) return -1;
+            char path[256] = "";
+            lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI);
+            s->is_diff = strncmp(path, "/ws/diff", 8) == 0;
+            g->ws_sessions++;
+            service_set_push_listeners(g->svc, g->ws_sessions);
+            char account_id[QAEX_ID_LEN];
+            if (!s->is_diff && g->cfg.open_mode &&
+                url_arg(wsi, "user_id=", account_id, sizeof account_id) && account_id[0])
+                ws_authenticate(g, s, account_id);
+            return 0;
+        }
+        case LWS_CALLBACK_RECEIVE: {
+            if (s->rx_len + len > MAX_WS_MESSAGE) {
+                ws_send_error(s, ERR_BAD_MESSAGE, "message exceeds %d bytes", MAX_WS_MESSAGE);
+                s->rx_len = 0;
+                return 0;
+            }
+            if (s->rx_len + len > s->rx_cap) {
+                size_t cap = s->rx_cap ? s->rx_cap : 1024;
+                while (cap < s->rx_len + len)
+                    cap *= 2;
+                char *b = realloc(s->rx, cap);
+                if (b == NULL) return -1;
+                s->rx = b;
+                s->rx_cap = cap;
+            }
+            memcpy(s->rx + s->rx_len, in, len);
+            s->rx_len += len;
+            if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0) return 0;
+            size_t n = s->rx_len;
+            s->rx_len = 0;
+            ws_message(g, s, s->rx, n);
+            return 0;
+        }
+        case LWS_CALLBACK_SERVER_WRITEABLE: {
+            outq_item *it = s->out_head;
+            if (it == NULL) return 0;
+            int n = lws_write(wsi, it->msg->data + LWS_PRE, it->msg->len, LWS_WRITE_TEXT);
+            s->out_head = it->next;
+            if (s->out_head == NULL) s->out_tail = NULL;
+            s->backlog--;
+            if (it->droppable) s->droppable_backlog--;
+            msg_release(it->msg);
+            free(it);
+            if (n < 0) return -1;
+            if (s->out_head) lws_callback_on_writable(wsi);
+            return 0;
+        }
+        case LWS_CALLBACK_CLOSED:
+            session_close(g, s);
+            return 0;
+        default:
+            break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ---- lifecycle ---- */
+
+gateway *gateway_create(const gateway_config *cfg, service *svc) {
+    gateway *g = calloc(1, sizeof *g);
+    if (g == NULL) return NULL;
+    g->cfg = *cfg;
+    g->svc = svc;
+    if (idmap_init(&g->topic_index, 1024) != 0) {
+        free(g);
+        return NULL;
+    }
+    g->protocols[0] = (struct lws_protocols){
+        .name = "qaexchange",
+        .callback = callback,
+        .per_session_data_size = sizeof(session),
+        .rx_buffer_size = 0,
+    };
+    g->retry = (lws_retry_bo_t){
+        .secs_since_valid_ping = (uint16_t)cfg->ws_ping_secs,
+        .secs_since_valid_hangup = (uint16_t)cfg->ws_idle_secs,
+    };
+    lws_set_log_level(LLL_ERR, NULL);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.user = g;
+    g->ctx = lws_create_context(&info);
+    if (g->ctx == NULL) {
+        free(g);
+        return NULL;
+    }
+    struct lws_context_creation_info vh;
+    memset(&vh, 0, sizeof vh);
+    vh.port = cfg->http_port;
+    vh.iface = cfg->http_host;
+    vh.protocols = g->protocols;
+    vh.retry_and_idle_policy = &g->retry;
+    vh.vhost_name = "http";
+    vh.keepalive_timeout = 30;
+    if (lws_create_vhost(g->ctx, &vh) == NULL) {
+        lws_context_destroy(g->ctx);
+        free(g);
+        return NULL;
+    }
+    g->http_port = cfg->http_port;
+    if (cfg->ws_port >= 0) {
+        vh.port = cfg->ws_port;
+        vh.iface = cfg->ws_host;
+        vh.vhost_name = "ws";
+        if (lws_create_vhost(g->ctx, &vh) == NULL) {
+            lws_context_destroy(g->ctx);
+            free(g);
+            return NULL;
+        }
+    }
+    return g;
+}
+
+int gateway_http_port(const gateway *g) {
+    return g->http_port;
+}
+
+void gateway_wake(void *arg) {
+    gateway *g = arg;
+    if (g->ctx) lws_cancel_service(g->ctx);
+}
+
+void gateway_stop(gateway *g) {
+    atomic_store(&g->stop, true);
+    lws_cancel_service(g->ctx);
+}
+
+int gateway_run(gateway *g) {
+    while (!atomic_load(&g->stop)) {
+        if (lws_service(g->ctx, 0) < 0) return -1;
+    }
+    return 0;
+}
+
+void gateway_destroy(gateway *g) {
+    if (g == NULL) return;
+    lws_context_destroy(g->ctx);
+    for (uint32_t i = 0; i < g->n_topics; i++)
+        free(g->topics[i].conns);
+    free(g->topics);
+    idmap_free(&g->topic_index);
+    free(g->conns);
+    free(g->free_slots);
+    free(g);
+}

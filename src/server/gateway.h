@@ -1,0 +1,35 @@
+/* The gateway: one libwebsockets event loop (the I/O thread) serving REST, the `type`
+ * WebSocket protocol on /ws and, later, DIFF on /ws/diff, on one listener (and optionally a
+ * second WebSocket listener). It parses and validates input, stamps commands with the time,
+ * hands them to the engine thread, and writes back what the engine thread answers. It never
+ * blocks on the engine: a full queue is answered with 9005. */
+#ifndef QAEX_GATEWAY_H
+#define QAEX_GATEWAY_H
+
+#include "server/service.h"
+
+#include <stddef.h>
+
+typedef struct gateway_config {
+    const char *http_host;
+    int http_port; /* 0: an ephemeral port, reported by gateway_http_port */
+    const char *ws_host;
+    int ws_port; /* -1: no second listener */
+    size_t max_body_bytes;
+    int ws_ping_secs;
+    int ws_idle_secs;
+    bool open_mode; /* no token needed: the seed's demo mode */
+} gateway_config;
+
+typedef struct gateway gateway;
+
+gateway *gateway_create(const gateway_config *cfg, service *svc);
+void gateway_destroy(gateway *g);
+int gateway_http_port(const gateway *g);
+/* Runs the event loop until gateway_stop (async-signal-safe) is called. */
+int gateway_run(gateway *g);
+void gateway_stop(gateway *g);
+/* The service's wake callback: safe from any thread. */
+void gateway_wake(void *g);
+
+#endif

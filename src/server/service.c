@@ -1,0 +1,586 @@
+#include "server/service.h"
+
+#include "proto/codec.h"
+#include "server/spsc.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BOOK_PUSH_DEPTH 5
+
+struct service {
+    engine *e;
+    spsc in, out;
+    sem_t in_items;
+    pthread_t thread;
+    atomic_bool stopping;
+    bool started;
+    service_wake_fn wake;
+    void *wake_ctx;
+    atomic_int wake_pending;
+    atomic_int push_listeners;
+    /* pushes raised while one command applies: sent after its own response, so a client sees
+     * order_response before order_status, trade and account_update */
+    reply *pending;
+    size_t n_pending, cap_pending;
+    int64_t now_ns; /* the time of the request being handled */
+};
+
+/* ---- replies ---- */
+
+static void deliver(service *s, reply *r) {
+    /* the I/O thread drains the ring whenever woken; waiting here is back-pressure, bounded by
+     * how fast it drains, never a lock */
+    while (!spsc_push(&s->out, r)) {
+        if (s->wake && atomic_exchange(&s->wake_pending, 1) == 0) s->wake(s->wake_ctx);
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void flush_wake(service *s) {
+    if (s->wake && atomic_exchange(&s->wake_pending, 1) == 0) s->wake(s->wake_ctx);
+}
+
+/* Encodes and frees `json`; a failed encoding becomes an internal error reply. */
+static void send_json(service *s, const request *rq, reply_kind kind, int status, json_t *json) {
+    reply r = {.conn_id = rq->conn_id, .kind = kind, .status = status};
+    r.body = json ? json_dumps(json, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    json_decref(json);
+    if (r.body == NULL) {
+        static const char oom[] = "{\"success\":false,\"data\":null,\"error\":{\"code\":5003,"
+                                  "\"message\":\"could not encode the response\"}}";
+        r.body = strdup(oom);
+        r.status = 500;
+        if (r.body == NULL) return;
+    }
+    r.len = strlen(r.body);
+    deliver(s, &r);
+}
+
+static void http_ok(service *s, const request *rq, json_t *data) {
+    send_json(s, rq, REPLY_HTTP, 200, codec_envelope_ok(data));
+}
+
+static void http_error(service *s, const request *rq, int code, const char *message) {
+    send_json(s, rq, REPLY_HTTP, codec_http_status(code), codec_envelope_error(code, message));
+}
+
+static void ws_send(service *s, const request *rq, json_t *msg) {
+    if (msg && rq->req_id[0]) json_object_set_new(msg, "request_id", json_string(rq->req_id));
+    send_json(s, rq, REPLY_WS, 200, msg);
+}
+
+static void ws_error(service *s, const request *rq, int code, const char *message) {
+    ws_send(s, rq, codec_ws_error(code, message));
+}
+
+static void queue_push(service *s, reply_kind kind, uint32_t channel, const char *topic,
+                       json_t *msg) {
+    if (msg == NULL) return;
+    char *body = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(msg);
+    if (body == NULL) return;
+    if (s->n_pending == s->cap_pending) {
+        size_t n = s->cap_pending ? s->cap_pending * 2 : 64;
+        reply *p = realloc(s->pending, n * sizeof *p);
+        if (p == NULL) {
+            free(body);
+            return;
+        }
+        s->pending = p;
+        s->cap_pending = n;
+    }
+    reply *r = &s->pending[s->n_pending++];
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    r->channel = channel;
+    snprintf(r->topic, sizeof r->topic, "%s", topic);
+    r->body = body;
+    r->len = strlen(body);
+}
+
+static void flush_pushes(service *s) {
+    for (size_t i = 0; i < s->n_pending; i++)
+        deliver(s, &s->pending[i]);
+    s->n_pending = 0;
+}
+
+/* ---- pushes from engine events ---- */
+
+static int64_t ms_of(int64_t ns) {
+    return ns / 1000000;
+}
+
+static json_t *book_side(const engine *e, const instrument *ins, direction side, int depth) {
+    int64_t ticks[64], vols[64];
+    if (depth > 64) depth = 64;
+    int n = book_depth(&ins->book, side, depth, ticks, vols);
+    json_t *arr = json_array();
+    for (int i = 0; i < n && arr; i++)
+        json_array_append_new(arr, json_pack("{s:f, s:I}", "price",
+                                             instrument_tick_to_price(ins, ticks[i]), "volume",
+                                             (json_int_t)vols[i]));
+    (void)e;
+    return arr;
+}
+
+static json_t *orderbook_json(const engine *e, const instrument *ins, int depth, int64_t ts_ns) {
+    return json_pack("{s:s, s:o, s:o, s:I}", "instrument_id", ins->spec.instrument_id, "bids",
+                     book_side(e, ins, DIR_BUY, depth), "asks", book_side(e, ins, DIR_SELL, depth),
+                     "timestamp", (json_int_t)ms_of(ts_ns));
+}
+
+static json_t *tick_json(const engine *e, const instrument *ins, int64_t ts_ns) {
+    int64_t bt = 0, bv = 0, at = 0, av = 0;
+    int nb = book_depth(&ins->book, DIR_BUY, 1, &bt, &bv);
+    int na = book_depth(&ins->book, DIR_SELL, 1, &at, &av);
+    const market_stats *st = &ins->stats;
+    json_t *t = json_object();
+    if (t == NULL) return NULL;
+    json_object_set_new(t, "instrument_id", json_string(ins->spec.instrument_id));
+    json_object_set_new(t, "last_price", json_real(instrument_mark_price(ins)));
+    json_object_set_new(t, "bid_price",
+                        nb ? json_real(instrument_tick_to_price(ins, bt)) : json_null());
+    json_object_set_new(t, "bid_volume", json_integer(nb ? bv : 0));
+    json_object_set_new(t, "ask_price",
+                        na ? json_real(instrument_tick_to_price(ins, at)) : json_null());
+    json_object_set_new(t, "ask_volume", json_integer(na ? av : 0));
+    json_object_set_new(t, "open", st->has_trade ? json_real(st->open) : json_null());
+    json_object_set_new(t, "high", st->has_trade ? json_real(st->high) : json_null());
+    json_object_set_new(t, "low", st->has_trade ? json_real(st->low) : json_null());
+    json_object_set_new(t, "volume", json_integer(st->volume));
+    json_object_set_new(t, "amount", json_real(st->amount));
+    json_object_set_new(t, "open_interest", json_integer(st->open_interest));
+    json_object_set_new(t, "pre_settlement", json_real(ins->spec.pre_settlement));
+    json_object_set_new(t, "pre_close", json_real(ins->spec.pre_close));
+    json_object_set_new(t, "upper_limit", json_real(instrument_upper_limit(ins)));
+    json_object_set_new(t, "lower_limit", json_real(instrument_lower_limit(ins)));
+    json_object_set_new(t, "timestamp", json_integer(ms_of(ts_ns)));
+    (void)e;
+    return t;
+}
+
+static void on_event(void *ctx, const engine_event *ev) {
+    service *s = ctx;
+    if (atomic_load_explicit(&s->push_listeners, memory_order_relaxed) == 0) return;
+    const engine *e = s->e;
+    switch (ev->type) {
+        case EV_ORDER: {
+            const order *o = ev->order;
+            queue_push(s, REPLY_PUSH_ACCOUNT, CHANNEL_ORDER,
+                       engine_account_of(e, o->account)->account_id, codec_ws_order_status(e, o));
+            break;
+        }
+        case EV_TRADE: {
+            const trade *t = ev->trade;
+            queue_push(s, REPLY_PUSH_ACCOUNT, CHANNEL_TRADE,
+                       engine_account_of(e, t->account)->account_id, codec_ws_trade(e, t));
+            if (t->is_taker) {
+                /* the public print, once per match, for the instrument's trade channel */
+                const instrument *ins = engine_instrument_of(e, t->instrument);
+                queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_TRADE, ins->spec.instrument_id,
+                           json_pack("{s:s, s:s, s:f, s:I, s:s, s:I}", "type", "market_trade",
+                                     "instrument_id", ins->spec.instrument_id, "price", t->price,
+                                     "volume", (json_int_t)t->volume, "direction",
+                                     direction_name(t->direction), "timestamp",
+                                     (json_int_t)ms_of(t->trade_ns)));
+            }
+            break;
+        }
+        case EV_ACCOUNT:
+            queue_push(s, REPLY_PUSH_ACCOUNT, CHANNEL_ACCOUNT, ev->account->account_id,
+                       codec_ws_account_update(e, ev->account, ms_of(s->now_ns)));
+            break;
+        case EV_BOOK: {
+            json_t *m = orderbook_json(e, ev->instrument, BOOK_PUSH_DEPTH, s->now_ns);
+            if (m) json_object_set_new(m, "type", json_string("orderbook"));
+            queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_ORDERBOOK,
+                       ev->instrument->spec.instrument_id, m);
+            break;
+        }
+        case EV_TICK: {
+            json_t *m = tick_json(e, ev->instrument, s->now_ns);
+            if (m) json_object_set_new(m, "type", json_string("ticker"));
+            queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_TICKER, ev->instrument->spec.instrument_id,
+                       m);
+            break;
+        }
+        default:
+            break;
+    }
+}
+
+/* ---- queries ---- */
+
+static const account *need_account(service *s, const request *rq, const char *id, bool ws) {
+    const account *a = engine_account_find(s->e, id);
+    if (a == NULL) {
+        char msg[QAEX_MSG_LEN];
+        snprintf(msg, sizeof msg, "account not found: %s", id);
+        if (ws)
+            ws_error(s, rq, ERR_ACCOUNT_NOT_FOUND, msg);
+        else
+            http_error(s, rq, ERR_ACCOUNT_NOT_FOUND, msg);
+    }
+    return a;
+}
+
+static const instrument *need_instrument(service *s, const request *rq) {
+    const instrument *ins = engine_instrument_find(s->e, rq->key);
+    if (ins == NULL) {
+        char msg[QAEX_MSG_LEN];
+        snprintf(msg, sizeof msg, "instrument not found: %s", rq->key);
+        http_error(s, rq, ERR_INSTRUMENT_NOT_FOUND, msg);
+    }
+    return ins;
+}
+
+static json_t *orders_json(const engine *e, const account *a) {
+    json_t *arr = json_array();
+    for (const order *o = engine_order_first(e, a); o && arr; o = engine_order_next(e, o))
+        json_array_append_new(arr, codec_order(e, o));
+    return arr;
+}
+
+static json_t *positions_json(const engine *e, const account *a) {
+    json_t *arr = json_array();
+    for (uint32_t i = 0; arr; i++) {
+        const position *p = engine_account_position(e, a, i);
+        if (p == NULL) break;
+        if (position_volume_long(p) + position_volume_short(p) == 0) continue;
+        json_array_append_new(arr, codec_position(e, p));
+    }
+    return arr;
+}
+
+/* The trading date (China time) of an epoch-ns timestamp, as YYYY-MM-DD. */
+static void date_of(int64_t ns, char out[QAEX_DATE_LEN]) {
+    time_t secs = (time_t)(ns / 1000000000LL) + 8 * 3600;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(out, QAEX_DATE_LEN, "%Y-%m-%d", &tm);
+}
+
+static json_t *trades_page(const engine *e, const account *a, const request *rq) {
+    int64_t page = rq->num1 > 0 ? rq->num1 : 1;
+    int64_t size = rq->num2 > 0 ? rq->num2 : 20;
+    if (size > 1000) size = 1000;
+    const instrument *filter = rq->key2[0] ? engine_instrument_find(e, rq->key2) : NULL;
+    json_t *arr = json_array();
+    int64_t total = 0, skip = (page - 1) * size;
+    double volume = 0, commission = 0, profit = 0;
+    /* newest first, as a trade blotter shows them */
+    const trade **all = malloc((a->trades_count ? a->trades_count : 1) * sizeof *all);
+    size_t n = 0;
+    uint32_t filter_slot = filter ? (uint32_t)(filter - engine_instrument_at(e, 0)) : UINT32_MAX;
+    for (const trade *t = engine_trade_first(e, a); t && all; t = engine_trade_next(e, t)) {
+        if (rq->key2[0] && t->instrument != filter_slot) continue;
+        char day[QAEX_DATE_LEN];
+        date_of(t->trade_ns, day);
+        if (rq->date_from[0] && strcmp(day, rq->date_from) < 0) continue;
+        if (rq->date_to[0] && strcmp(day, rq->date_to) > 0) continue;
+        all[n++] = t;
+    }
+    for (size_t i = n; i-- > 0;) {
+        const trade *t = all[i];
+        total++;
+        volume += (double)t->volume;
+        commission += t->commission;
+        profit += t->close_profit;
+        if (total > skip && total <= skip + size) json_array_append_new(arr, codec_trade(e, t));
+    }
+    free(all);
+    return json_pack("{s:o, s:I, s:I, s:I, s:{s:f, s:f, s:f}}", "trades", arr, "total",
+                     (json_int_t)total, "page", (json_int_t)page, "size", (json_int_t)size,
+                     "summary", "volume", volume, "commission", commission, "close_profit", profit);
+}
+
+static void handle_query(service *s, const request *rq) {
+    const engine *e = s->e;
+    const account *a;
+    switch (rq->route) {
+        case ROUTE_ACCOUNT_GET:
+            if ((a = need_account(s, rq, rq->key, false))) http_ok(s, rq, codec_account(e, a));
+            break;
+        case ROUTE_ACCOUNT_DETAIL:
+            if ((a = need_account(s, rq, rq->key, false))) http_ok(s, rq, codec_qifi(e, a));
+            break;
+        case ROUTE_ACCOUNT_LIST:
+        case ROUTE_USER_ACCOUNTS: {
+            json_t *arr = json_array();
+            for (uint32_t i = 0; i < engine_account_count(e) && arr; i++) {
+                a = engine_account_at(e, i);
+                if (rq->route == ROUTE_USER_ACCOUNTS && strcmp(a->user_id, rq->key) != 0) continue;
+                json_array_append_new(arr, codec_account(e, a));
+            }
+            http_ok(s, rq, arr);
+            break;
+        }
+        case ROUTE_ORDER_GET: {
+            const order *o = NULL;
+            if (rq->key[0]) {
+                a = engine_account_find(e, rq->key);
+                o = a ? engine_order_find(e, a, rq->key2) : NULL;
+            } else {
+                o = engine_order_find_any(e, rq->key2);
+            }
+            if (o == NULL) {
+                char msg[QAEX_MSG_LEN];
+                snprintf(msg, sizeof msg, "order not found: %s", rq->key2);
+                http_error(s, rq, ERR_ORDER_NOT_FOUND, msg);
+            } else {
+                http_ok(s, rq, codec_order(e, o));
+            }
+            break;
+        }
+        case ROUTE_ORDER_LIST:
+            if ((a = need_account(s, rq, rq->key, false))) http_ok(s, rq, orders_json(e, a));
+            break;
+        case ROUTE_ORDER_TRADES:
+        case ROUTE_TRADES_PAGE:
+            if ((a = need_account(s, rq, rq->key, false))) {
+                json_t *page = trades_page(e, a, rq);
+                if (rq->route == ROUTE_ORDER_TRADES && page) {
+                    json_t *list = json_incref(json_object_get(page, "trades"));
+                    json_decref(page);
+                    page = list;
+                }
+                http_ok(s, rq, page);
+            }
+            break;
+        case ROUTE_POSITIONS:
+            if ((a = need_account(s, rq, rq->key, false))) http_ok(s, rq, positions_json(e, a));
+            break;
+        case ROUTE_INSTRUMENTS: {
+            json_t *arr = json_array();
+            for (uint32_t i = 0; i < engine_instrument_count(e) && arr; i++)
+                json_array_append_new(arr, codec_instrument(e, engine_instrument_at(e, i)));
+            http_ok(s, rq, arr);
+            break;
+        }
+        case ROUTE_TICK: {
+            const instrument *ins = need_instrument(s, rq);
+            if (ins) http_ok(s, rq, tick_json(e, ins, s->now_ns));
+            break;
+        }
+        case ROUTE_ORDERBOOK: {
+            const instrument *ins = need_instrument(s, rq);
+            int depth = rq->num1 > 0 ? (int)(rq->num1 > 50 ? 50 : rq->num1) : 5;
+            if (ins) http_ok(s, rq, orderbook_json(e, ins, depth, s->now_ns));
+            break;
+        }
+        case ROUTE_WS_QUERY_ACCOUNT:
+        case ROUTE_WS_QUERY_ORDERS:
+        case ROUTE_WS_QUERY_POSITIONS:
+        case ROUTE_WS_QUERY_ORDER: {
+            if ((a = need_account(s, rq, rq->key, true)) == NULL) break;
+            json_t *data;
+            const char *what;
+            if (rq->route == ROUTE_WS_QUERY_ACCOUNT) {
+                data = codec_account(e, a);
+                what = "account";
+            } else if (rq->route == ROUTE_WS_QUERY_ORDERS) {
+                data = orders_json(e, a);
+                what = "orders";
+            } else if (rq->route == ROUTE_WS_QUERY_POSITIONS) {
+                data = positions_json(e, a);
+                what = "positions";
+            } else {
+                const order *o = engine_order_find(e, a, rq->key2);
+                if (o == NULL) {
+                    char msg[QAEX_MSG_LEN];
+                    snprintf(msg, sizeof msg, "order not found: %s", rq->key2);
+                    ws_error(s, rq, ERR_ORDER_NOT_FOUND, msg);
+                    break;
+                }
+                data = codec_order(e, o);
+                what = "order";
+            }
+            ws_send(s, rq,
+                    json_pack("{s:s, s:b, s:s, s:o}", "type", "query_response", "success", 1,
+                              "query", what, "data", data ? data : json_null()));
+            break;
+        }
+        case ROUTE_WS_SNAPSHOT: {
+            const instrument *ins = engine_instrument_find(e, rq->key);
+            if (ins == NULL) break;
+            json_t *m = orderbook_json(e, ins, BOOK_PUSH_DEPTH, s->now_ns);
+            if (m) json_object_set_new(m, "type", json_string("orderbook"));
+            ws_send(s, rq, m);
+            m = tick_json(e, ins, s->now_ns);
+            if (m) json_object_set_new(m, "type", json_string("ticker"));
+            ws_send(s, rq, m);
+            break;
+        }
+        default:
+            http_error(s, rq, ERR_INTERNAL, "unrouted request");
+            break;
+    }
+}
+
+/* ---- commands ---- */
+
+static void handle_command(service *s, const request *rq) {
+    engine_result res;
+    int rc = engine_apply(s->e, &rq->cmd, &res);
+    const engine *e = s->e;
+    bool ws = rq->route >= ROUTE_WS_AUTH;
+    if (rc != QAEX_OK) {
+        if (ws)
+            ws_send(s, rq, codec_ws_order_response(rc, NULL, res.message));
+        else
+            send_json(s, rq, REPLY_HTTP, codec_command_http_status(rq->cmd.type, rc),
+                      codec_envelope_error(rc, res.message));
+        flush_pushes(s);
+        return;
+    }
+    const account *a = res.account != SLOT_NONE ? engine_account_of(e, res.account) : NULL;
+    const order *o = res.order != SLOT_NONE ? engine_order_at(e, res.order) : NULL;
+    switch (rq->route) {
+        case ROUTE_ACCOUNT_OPEN:
+            http_ok(s, rq, json_pack("{s:s}", "account_id", a->account_id));
+            break;
+        case ROUTE_USER_ACCOUNT_CREATE:
+            http_ok(s, rq, codec_account(e, a));
+            break;
+        case ROUTE_DEPOSIT:
+        case ROUTE_WITHDRAW: {
+            json_t *data = codec_account(e, a);
+            if (data) json_object_set_new(data, "transaction_id", json_string(res.txn_id));
+            http_ok(s, rq, data);
+            break;
+        }
+        case ROUTE_ORDER_SUBMIT:
+        case ROUTE_ORDER_CANCEL:
+            http_ok(s, rq, codec_order(e, o));
+            break;
+        case ROUTE_WS_SUBMIT:
+        case ROUTE_WS_CANCEL: {
+            json_t *m = codec_ws_order_response(0, o->order_id,
+                                                rq->route == ROUTE_WS_SUBMIT ? "Order submitted"
+                                                                             : "Order cancelled");
+            if (m) json_object_set_new(m, "status", json_string(order_status_name(o->status)));
+            ws_send(s, rq, m);
+            break;
+        }
+        default:
+            http_ok(s, rq, json_object());
+            break;
+    }
+    flush_pushes(s);
+}
+
+static int64_t wall_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void service_handle(service *s, const request *rq) {
+    s->now_ns = rq->cmd.type ? rq->cmd.ts_ns : wall_ns();
+    if (rq->cmd.type != 0)
+        handle_command(s, rq);
+    else
+        handle_query(s, rq);
+}
+
+/* ---- the thread ---- */
+
+static void *service_main(void *arg) {
+    service *s = arg;
+    request rq;
+    for (;;) {
+        while (sem_wait(&s->in_items) != 0 && errno == EINTR) {
+        }
+        if (!spsc_pop(&s->in, &rq)) {
+            if (atomic_load(&s->stopping)) break;
+            continue;
+        }
+        service_handle(s, &rq);
+        /* wake the I/O thread once the burst of work is done */
+        if (spsc_size(&s->in) == 0) flush_wake(s);
+    }
+    flush_wake(s);
+    return NULL;
+}
+
+service *service_create(engine *e, size_t queue_capacity, service_wake_fn wake, void *wake_ctx) {
+    service *s = calloc(1, sizeof *s);
+    if (s == NULL) return NULL;
+    s->e = e;
+    s->wake = wake;
+    s->wake_ctx = wake_ctx;
+    if (spsc_init(&s->in, queue_capacity, sizeof(request)) != 0) {
+        free(s);
+        return NULL;
+    }
+    if (spsc_init(&s->out, queue_capacity * 4, sizeof(reply)) != 0) {
+        spsc_free(&s->in);
+        free(s);
+        return NULL;
+    }
+    if (sem_init(&s->in_items, 0, 0) != 0) {
+        spsc_free(&s->in);
+        spsc_free(&s->out);
+        free(s);
+        return NULL;
+    }
+    engine_set_event_sink(e, on_event, s);
+    return s;
+}
+
+void service_set_wake(service *s, service_wake_fn wake, void *wake_ctx) {
+    s->wake = wake;
+    s->wake_ctx = wake_ctx;
+}
+
+int service_start(service *s) {
+    if (pthread_create(&s->thread, NULL, service_main, s) != 0) return -1;
+    s->started = true;
+    return 0;
+}
+
+void service_destroy(service *s) {
+    if (s == NULL) return;
+    if (s->started) {
+        atomic_store(&s->stopping, true);
+        sem_post(&s->in_items);
+        pthread_join(s->thread, NULL);
+    }
+    reply r;
+    while (spsc_pop(&s->out, &r))
+        free(r.body);
+    for (size_t i = 0; i < s->n_pending; i++)
+        free(s->pending[i].body);
+    free(s->pending);
+    engine_set_event_sink(s->e, NULL, NULL);
+    sem_destroy(&s->in_items);
+    spsc_free(&s->in);
+    spsc_free(&s->out);
+    free(s);
+}
+
+bool service_submit(service *s, const request *r) {
+    if (!spsc_push(&s->in, r)) return false;
+    sem_post(&s->in_items);
+    return true;
+}
+
+bool service_poll(service *s, reply *out) {
+    return spsc_pop(&s->out, out);
+}
+
+void service_clear_wake(service *s) {
+    atomic_store(&s->wake_pending, 0);
+}
+
+void service_set_push_listeners(service *s, int n) {
+    atomic_store(&s->push_listeners, n);
+}

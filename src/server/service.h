@@ -1,0 +1,112 @@
+/* The engine thread: the only thread that touches the engine.
+ *
+ * The gateway (I/O thread) turns HTTP and WebSocket messages into `request`s and pushes them into
+ * a bounded lock-free ring; the service applies commands and answers queries in arrival order,
+ * and pushes back `reply`s (a response for the connection that asked, or a push for everyone
+ * subscribed to an account or an instrument) through a second ring. JSON is produced here, once
+ * per reply, so a push fanned out to a thousand subscribers is encoded once. */
+#ifndef QAEX_SERVICE_H
+#define QAEX_SERVICE_H
+
+#include "engine/engine.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum route {
+    ROUTE_NONE = 0,
+    /* REST */
+    ROUTE_ACCOUNT_OPEN,
+    ROUTE_USER_ACCOUNT_CREATE,
+    ROUTE_ACCOUNT_GET,
+    ROUTE_ACCOUNT_DETAIL,
+    ROUTE_ACCOUNT_LIST,
+    ROUTE_USER_ACCOUNTS,
+    ROUTE_DEPOSIT,
+    ROUTE_WITHDRAW,
+    ROUTE_ORDER_SUBMIT,
+    ROUTE_ORDER_CANCEL,
+    ROUTE_ORDER_GET,
+    ROUTE_ORDER_LIST,
+    ROUTE_ORDER_TRADES,
+    ROUTE_POSITIONS,
+    ROUTE_TRADES_PAGE,
+    ROUTE_INSTRUMENTS,
+    ROUTE_TICK,
+    ROUTE_ORDERBOOK,
+    /* the `type` WebSocket protocol */
+    ROUTE_WS_AUTH,
+    ROUTE_WS_SUBMIT,
+    ROUTE_WS_CANCEL,
+    ROUTE_WS_QUERY_ACCOUNT,
+    ROUTE_WS_QUERY_ORDERS,
+    ROUTE_WS_QUERY_ORDER,
+    ROUTE_WS_QUERY_POSITIONS,
+    ROUTE_WS_SNAPSHOT, /* orderbook/ticker state right after a subscribe */
+    ROUTE_COUNT
+} route;
+
+typedef struct request {
+    uint64_t conn_id;
+    route route;
+    command cmd;              /* for routes that change state; cmd.type == 0 otherwise */
+    char key[QAEX_ID_LEN];    /* account, user or instrument id */
+    char key2[QAEX_ID_LEN];   /* order id, or the user a request acts for */
+    char req_id[QAEX_ID_LEN]; /* a client's request id, echoed back (WS) */
+    int64_t num1, num2;       /* page and size, depth, count */
+    char date_from[QAEX_DATE_LEN], date_to[QAEX_DATE_LEN];
+} request;
+
+typedef enum reply_kind {
+    REPLY_HTTP = 1,        /* the response to an HTTP request: status and body */
+    REPLY_WS,              /* a message to one WebSocket connection */
+    REPLY_PUSH_ACCOUNT,    /* a push to sessions watching `topic` (an account id) */
+    REPLY_PUSH_INSTRUMENT, /* a push to sessions subscribed to `topic` (an instrument id) */
+} reply_kind;
+
+/* Channels of the `type` protocol's subscriptions. */
+typedef enum push_channel {
+    CHANNEL_TRADE = 1 << 0,
+    CHANNEL_ORDERBOOK = 1 << 1,
+    CHANNEL_TICKER = 1 << 2,
+    CHANNEL_ACCOUNT = 1 << 3,
+    CHANNEL_ORDER = 1 << 4,
+} push_channel;
+
+typedef struct reply {
+    uint64_t conn_id;
+    reply_kind kind;
+    int status;       /* HTTP status */
+    uint32_t channel; /* push_channel of a push */
+    char topic[QAEX_ID_LEN];
+    char *body; /* malloc'ed JSON text; the receiver frees it */
+    size_t len;
+} reply;
+
+typedef struct service service;
+
+/* Called from the engine thread when replies are waiting (e.g. lws_cancel_service). */
+typedef void (*service_wake_fn)(void *ctx);
+
+service *service_create(engine *e, size_t queue_capacity, service_wake_fn wake, void *wake_ctx);
+/* Stops the thread after the requests already queued; frees the rings (not the engine). */
+void service_destroy(service *s);
+int service_start(service *s);
+/* Connects the wake callback (before service_start). */
+void service_set_wake(service *s, service_wake_fn wake, void *wake_ctx);
+
+/* I/O thread: false when the ring is full (answer 9005 / 503). */
+bool service_submit(service *s, const request *r);
+/* I/O thread: the next reply, false when none. */
+bool service_poll(service *s, reply *out);
+/* I/O thread: call before draining, so a wake that races the drain is not lost. */
+void service_clear_wake(service *s);
+
+/* How many WebSocket sessions exist: no pushes are encoded while it is zero. */
+void service_set_push_listeners(service *s, int n);
+
+/* Runs one request on the calling thread (tests and the synchronous tools). */
+void service_handle(service *s, const request *r);
+
+#endif

@@ -1,0 +1,111 @@
+"""The `type` WebSocket protocol against the real server (SPEC 6; seed lines 6744-7579)."""
+import unittest
+
+from qaex import Server
+
+
+class WsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server()
+        for user in ("wsa", "wsb", "wsc"):
+            status, body = cls.srv.post("/api/account/open", {"user_id": user, "init_cash": 1000000})
+            assert status == 200, body
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.close()
+
+    def connect(self, user=None):
+        ws = self.srv.ws(f"/ws?user_id={user}" if user else "/ws")
+        self.addCleanup(ws.close)
+        return ws
+
+    def test_ping_and_auth(self):
+        ws = self.connect()
+        ws.send({"type": "ping"})
+        self.assertEqual(ws.recv(), {"type": "pong"})
+        ws.send({"type": "query_account"})
+        m = ws.recv()
+        self.assertEqual(m["type"], "error")
+        self.assertEqual(m["code"], 9002)
+        ws.send({"type": "auth", "user_id": "wsa", "token": "demo_token"})
+        m = ws.recv()
+        self.assertEqual(m["type"], "auth_response")
+        self.assertTrue(m["success"])
+        self.assertEqual(m["user_id"], "wsa")
+        ws.send({"type": "query_account"})
+        m = ws.recv()
+        self.assertEqual(m["type"], "query_response")
+        self.assertEqual(m["data"]["balance"], 1000000.0)
+
+    def test_bad_messages(self):
+        ws = self.connect("wsa")
+        for raw in ["not json", "[1,2]", '{"no_type": 1}', '{"type": "launch_rockets"}']:
+            ws.send_text(raw)
+            m = ws.recv()
+            self.assertEqual(m["type"], "error", raw)
+            self.assertEqual(m["code"], 9003, raw)
+        ws.send({"type": "submit_order", "instrument_id": "IF2501", "direction": "BUY",
+                 "offset": "OPEN", "volume": "x", "price": 3800})
+        m = ws.recv()
+        self.assertEqual(m["type"], "order_response")
+        self.assertFalse(m["success"])
+        # the session still works
+        ws.send({"type": "ping"})
+        self.assertEqual(ws.recv(), {"type": "pong"})
+
+    def test_fill_push_order(self):
+        maker = self.connect("wsb")
+        taker = self.connect("wsc")
+        maker.send({"type": "submit_order", "instrument_id": "IF2501", "direction": "SELL",
+                    "offset": "OPEN", "volume": 2, "price": 3790.0, "order_type": "LIMIT"})
+        resp, _ = maker.recv_until(lambda m: m["type"] == "order_response")
+        self.assertTrue(resp["success"], resp)
+        maker_order = resp["order_id"]
+        taker.send({"type": "submit_order", "instrument_id": "IF2501", "direction": "BUY",
+                    "offset": "OPEN", "volume": 1, "price": 3790.0, "order_type": "LIMIT"})
+        # the taker sees, in order: order_response, order_status, trade, account_update
+        kinds = []
+        trade = None
+        while "account_update" not in kinds:
+            m = taker.recv()
+            if m["type"] in ("order_response", "order_status", "trade", "account_update"):
+                if not kinds or kinds[-1] != m["type"]:
+                    kinds.append(m["type"])
+                if m["type"] == "trade":
+                    trade = m
+        self.assertEqual(kinds[0], "order_response")
+        self.assertLess(kinds.index("order_status"), kinds.index("trade"))
+        self.assertLess(kinds.index("trade"), kinds.index("account_update"))
+        self.assertEqual(trade["price"], 3790.0)
+        self.assertEqual(trade["volume"], 1)
+        # the maker sees its order partly filled
+        m, _ = maker.recv_until(lambda m: m["type"] == "order_status" and m["order_id"] == maker_order
+                                and m["status"] == "PartiallyFilled")
+        self.assertEqual(m["filled_volume"], 1)
+
+    def test_subscribe_market_data(self):
+        watcher = self.connect("wsa")
+        watcher.send({"type": "subscribe", "channels": ["orderbook", "ticker", "trade"],
+                      "instruments": ["IF2501"]})
+        m, _ = watcher.recv_until(lambda m: m["type"] == "subscribe_response")
+        self.assertTrue(m["success"])
+        watcher.recv_until(lambda m: m["type"] == "orderbook")
+        trader = self.connect("wsb")
+        trader.send({"type": "submit_order", "instrument_id": "IF2501", "direction": "BUY",
+                     "offset": "OPEN", "volume": 1, "price": 3600.0})
+        m, _ = watcher.recv_until(lambda m: m["type"] == "orderbook" and
+                                  any(abs(b["price"] - 3600.0) < 1e-9 for b in m["bids"]))
+        self.assertEqual(m["instrument_id"], "CFFEX.IF2501")
+
+    def test_cannot_act_for_another_account(self):
+        ws = self.connect("wsa")
+        ws.send({"type": "submit_order", "account_id": "wsb", "instrument_id": "IF2501",
+                 "direction": "BUY", "offset": "OPEN", "volume": 1, "price": 3600.0})
+        m = ws.recv()
+        self.assertEqual(m["type"], "error")
+
+
+if __name__ == "__main__":
+    unittest.main()
