@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static gateway *running_gateway;
@@ -64,6 +65,14 @@ int main(int argc, char **argv) {
             config_usage(stdout);
         config_free(&cfg);
         return 0;
+    }
+
+    /* every connection is a descriptor: allow as many as the hard limit, before the gateway
+     * sizes its tables from it */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
     }
 
     engine *e = engine_create(&cfg.engine);

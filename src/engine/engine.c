@@ -183,7 +183,7 @@ typedef struct order_key {
 static bool order_matches(const void *ctx, uint32_t slot) {
     const order_key *k = ctx;
     const order *o = &k->e->orders[slot];
-    return order_namespace(o->account, o->order_id) == k->ns && strcmp(o->order_id, k->id) == 0;
+    return o->id_namespace == k->ns && strcmp(o->order_id, k->id) == 0;
 }
 
 uint32_t engine_find_order_slot(const engine *e, uint32_t account_slot, const char *order_id) {
@@ -194,15 +194,14 @@ uint32_t engine_find_order_slot(const engine *e, uint32_t account_slot, const ch
 }
 
 int engine_register_order(engine *e, uint32_t slot) {
-    const order *o = &e->orders[slot];
-    uint32_t ns = order_namespace(o->account, o->order_id);
-    return idmap_insert(&e->order_map, idmap_hash_str(ns, o->order_id), slot);
+    order *o = &e->orders[slot];
+    o->id_namespace = order_namespace(o->account, o->order_id);
+    o->id_hash = idmap_hash_str(o->id_namespace, o->order_id);
+    return idmap_insert(&e->order_map, o->id_hash, slot);
 }
 
 static void unregister_order(engine *e, uint32_t slot) {
-    const order *o = &e->orders[slot];
-    uint32_t ns = order_namespace(o->account, o->order_id);
-    idmap_remove(&e->order_map, idmap_hash_str(ns, o->order_id), slot);
+    idmap_remove(&e->order_map, e->orders[slot].id_hash, slot);
 }
 
 typedef struct string_key {
@@ -373,7 +372,7 @@ static void evict_oldest_finished(engine *e, account *a) {
 void engine_finish_order(engine *e, uint32_t slot) {
     order *o = &e->orders[slot];
     account *a = &e->accounts[o->account];
-    uint32_t pslot = engine_find_position_slot(e, o->account, o->instrument);
+    uint32_t pslot = o->position;
     position *p = &e->positions[pslot];
 
     /* whatever is still frozen for the order goes back */

@@ -164,6 +164,13 @@ static int check_risk(const engine *e, const account *a, const instrument *ins, 
     return QAEX_OK;
 }
 
+/* Copies a constant reason without the cost of printf: every cancel sets one. */
+static void set_last_msg(order *o, const char *why) {
+    size_t n = strnlen(why, sizeof o->last_msg - 1);
+    memcpy(o->last_msg, why, n);
+    o->last_msg[n] = '\0';
+}
+
 /* ---- fills ---- */
 
 static void fill_side(engine *e, uint32_t slot, int64_t qty, double price, bool is_taker,
@@ -171,7 +178,7 @@ static void fill_side(engine *e, uint32_t slot, int64_t qty, double price, bool 
     order *o = &e->orders[slot];
     account *a = &e->accounts[o->account];
     instrument *ins = &e->instruments[o->instrument];
-    uint32_t pslot = engine_find_position_slot(e, o->account, o->instrument);
+    uint32_t pslot = o->position;
     position *p = &e->positions[pslot];
     double close_profit = 0;
 
@@ -320,7 +327,7 @@ int matching_insert(engine *e, const command *cmd, engine_result *r) {
     /* all checks passed: from here on the order exists */
     uint32_t slot = engine_alloc_order(e);
     if (slot == SLOT_NONE) return engine_fail(r, ERR_INTERNAL, "out of memory for a new order");
-    pslot = engine_get_position_slot(e, aslot, islot);
+    if (pslot == SLOT_NONE) pslot = engine_get_position_slot(e, aslot, islot);
     order *o = &e->orders[slot];
     o->seq = e->order_seq + 1;
     if (q->order_id[0])
@@ -338,6 +345,7 @@ int matching_insert(engine *e, const command *cmd, engine_result *r) {
     e->order_seq = o->seq;
     o->exchange_seq = ++ins->exchange_seq;
     o->instrument = islot;
+    o->position = pslot;
     o->direction = q->direction;
     o->offset = q->offset;
     o->price_type = q->price_type;
@@ -413,7 +421,7 @@ void matching_cancel_slot(engine *e, uint32_t slot, int64_t ts_ns, const char *w
     }
     o->status = ORDER_CANCELLED;
     o->update_ns = ts_ns;
-    snprintf(o->last_msg, sizeof o->last_msg, "%s", why);
+    set_last_msg(o, why);
     engine_emit_order(e, o);
     engine_finish_order(e, slot);
 }

@@ -10,35 +10,40 @@
 
 #define SLOT_NONE UINT32_MAX
 
+/* Fields are laid out by use: the first cache line holds what matching reads for a resting
+ * order, the second what a fill or a finish changes; ids and text come last. */
 typedef struct order {
-    char order_id[QAEX_ID_LEN]; /* the client's id, or "O" + 20 digits of seq */
-    uint64_t seq;               /* global sequence: unique, and time priority in the book */
-    uint64_t exchange_seq;      /* per-instrument sequence: exchange_order_id */
+    uint64_t seq;       /* global sequence: unique, and time priority in the book */
+    int64_t price_tick; /* limit_price in ticks: the book level */
+    int64_t volume_left;
+    double limit_price; /* as entered; ANY orders carry the limit price of the band edge */
     uint32_t account;
     uint32_t instrument;
+    uint32_t position;               /* the account's position slot in the instrument */
+    uint32_t level_prev, level_next; /* links in the price level, while resting */
     direction direction;
     offset offset;
-    price_type price_type;
-    time_condition time_condition;
-    volume_condition volume_condition;
     order_status status;
-    double limit_price; /* as entered; ANY orders carry the limit price of the band edge */
-    int64_t price_tick; /* limit_price in ticks: the book level */
-    int64_t volume_orign;
-    int64_t volume_left;
     /* Still frozen for this order. Open orders freeze money; close orders freeze lots, today's
      * and yesterday's kept apart so fills and cancels give back exactly what was taken. */
     double frozen_margin;
     double frozen_commission;
     int64_t frozen_today;
     int64_t frozen_his;
+    uint32_t account_prev, account_next; /* the account's live or finished list */
+    price_type price_type;
+    time_condition time_condition;
+    volume_condition volume_condition;
+    bool in_book;
+    /* the order-id index key, kept so removal never rehashes or re-parses the id */
+    uint32_t id_namespace;
+    uint64_t id_hash;
+    uint64_t exchange_seq; /* per-instrument sequence: exchange_order_id */
+    int64_t volume_orign;
     int64_t insert_ns;
     int64_t update_ns;
+    char order_id[QAEX_ID_LEN]; /* the client's id, or "O" + 20 digits of seq */
     char last_msg[QAEX_NAME_LEN];
-    /* links: price level (while resting), and the account's live or finished list */
-    uint32_t level_prev, level_next;
-    uint32_t account_prev, account_next;
-    bool in_book;
 } order;
 
 typedef struct trade {

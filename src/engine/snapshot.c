@@ -647,6 +647,20 @@ static int load_body(engine *e, source *s) {
             rc = -1;
         }
     }
+    /* orders point at their position, which exists once positions are loaded */
+    for (uint32_t i = 0; rc == 0 && !s->failed && i < e->n_accounts; i++) {
+        for (int list = 0; list < 2; list++) {
+            uint32_t o = list == 0 ? e->accounts[i].live_head : e->accounts[i].finished_head;
+            for (; o != SLOT_NONE && rc == 0; o = e->orders[o].account_next) {
+                uint32_t p = engine_find_position_slot(e, i, e->orders[o].instrument);
+                if (p == SLOT_NONE) {
+                    src_fail(s, "order without its position");
+                    rc = -1;
+                }
+                e->orders[o].position = p;
+            }
+        }
+    }
     if (rc == 0 && !s->failed) rc = rebuild_books(e, resting, n_resting);
     free(resting);
     if (rc == 0 && !s->failed && s->off != s->len) src_fail(s, "trailing bytes");
