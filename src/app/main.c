@@ -2,15 +2,26 @@
 #include "app/config.h"
 #include "engine/engine.h"
 #include "server/gateway.h"
+#include "server/persistence.h"
 #include "server/service.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
 static gateway *running_gateway;
+static _Atomic(gateway *) wake_target;
+
+/* The journal's thread reports a newer durable position: held replies may go. */
+static void on_durable(void *ctx, uint64_t durable_seq) {
+    (void)ctx;
+    (void)durable_seq;
+    gateway *g = atomic_load(&wake_target);
+    if (g) gateway_wake(g);
+}
 
 static void on_signal(int sig) {
     (void)sig;
@@ -23,27 +34,37 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Registers the configured instruments (those marked not trading start suspended). */
-static int register_instruments(engine *e, const server_config *cfg) {
+/* Registers the configured instruments the engine does not know yet (after a restart the
+ * recovered engine has them), through the journal like any other command. */
+static int register_instruments(engine *e, persistence *p, const server_config *cfg) {
     for (size_t i = 0; i < cfg->instrument_count; i++) {
-        command c;
-        memset(&c, 0, sizeof c);
-        c.type = CMD_INSTRUMENT_ADD;
-        c.ts_ns = now_ns();
-        c.u.instrument.spec = cfg->instruments[i];
-        engine_result r;
-        if (engine_apply(e, &c, &r) != QAEX_OK) {
-            fprintf(stderr, "qaexchange-server: instrument %s: %s\n",
-                    cfg->instruments[i].instrument_id, r.message);
-            return -1;
-        }
+        if (engine_instrument_find(e, cfg->instruments[i].instrument_id)) continue;
+        command c[2];
+        memset(c, 0, sizeof c);
+        c[0].type = CMD_INSTRUMENT_ADD;
+        c[0].ts_ns = now_ns();
+        c[0].u.instrument.spec = cfg->instruments[i];
+        int n = 1;
         if (cfg->instrument_trading && !cfg->instrument_trading[i]) {
-            memset(&c, 0, sizeof c);
-            c.type = CMD_INSTRUMENT_SUSPEND;
-            c.ts_ns = now_ns();
-            snprintf(c.u.instrument_ref.instrument_id, sizeof c.u.instrument_ref.instrument_id,
-                     "%s", cfg->instruments[i].instrument_id);
-            engine_apply(e, &c, &r);
+            c[1].type = CMD_INSTRUMENT_SUSPEND;
+            c[1].ts_ns = now_ns();
+            snprintf(c[1].u.instrument_ref.instrument_id,
+                     sizeof c[1].u.instrument_ref.instrument_id, "%s",
+                     cfg->instruments[i].instrument_id);
+            n = 2;
+        }
+        for (int k = 0; k < n; k++) {
+            engine_result r;
+            uint64_t seq;
+            if (p && persistence_log(p, &c[k], &seq, r.message, sizeof r.message) != 0) {
+                fprintf(stderr, "qaexchange-server: %s\n", r.message);
+                return -1;
+            }
+            if (engine_apply(e, &c[k], &r) != QAEX_OK) {
+                fprintf(stderr, "qaexchange-server: instrument %s: %s\n",
+                        cfg->instruments[i].instrument_id, r.message);
+                return -1;
+            }
         }
     }
     return 0;
@@ -75,9 +96,31 @@ int main(int argc, char **argv) {
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
 
-    engine *e = engine_create(&cfg.engine);
-    if (e == NULL || register_instruments(e, &cfg) != 0) {
+    engine *e = NULL;
+    persistence *p = NULL;
+    persistence_recovery recovery;
+    memset(&recovery, 0, sizeof recovery);
+    if (cfg.storage_enabled) {
+        persistence_options po = {
+            .data_dir = cfg.data_dir,
+            .async_durability = cfg.durability == DURABILITY_ASYNC,
+            .segment_size = cfg.journal_segment_size,
+            .snapshot_every_commands = cfg.snapshot_interval_commands,
+            .snapshot_every_secs = cfg.snapshot_interval_secs,
+            .notify = on_durable,
+        };
+        p = persistence_open(&po, &cfg.engine, &e, &recovery, err, sizeof err);
+        if (p == NULL) {
+            fprintf(stderr, "qaexchange-server: storage in %s: %s\n", cfg.data_dir, err);
+            config_free(&cfg);
+            return 1;
+        }
+    } else {
+        e = engine_create(&cfg.engine);
+    }
+    if (e == NULL || register_instruments(e, p, &cfg) != 0) {
         fprintf(stderr, "qaexchange-server: could not create the engine\n");
+        persistence_close(p, NULL);
         engine_destroy(e);
         config_free(&cfg);
         return 1;
@@ -95,27 +138,35 @@ int main(int argc, char **argv) {
     };
     /* the service needs the gateway to wake, and the gateway the service: create the service
      * without a wake first, then connect them */
-    service *svc = service_create(e, 16384, NULL, NULL);
+    service *svc = service_create(e, p, 16384, NULL, NULL);
     gateway *g = svc ? gateway_create(&gc, svc) : NULL;
     if (g == NULL) {
         fprintf(stderr, "qaexchange-server: cannot listen on %s:%u (in use, or no permission)\n",
                 cfg.http.host, cfg.http.port);
         service_destroy(svc);
+        persistence_close(p, e);
         engine_destroy(e);
         config_free(&cfg);
         return 1;
     }
     service_set_wake(svc, gateway_wake, g);
+    atomic_store(&wake_target, g);
     if (service_start(svc) != 0) {
         fprintf(stderr, "qaexchange-server: cannot start the engine thread\n");
         gateway_destroy(g);
         service_destroy(svc);
+        persistence_close(p, e);
         engine_destroy(e);
         config_free(&cfg);
         return 1;
     }
 
     config_print_banner(&cfg, stdout);
+    if (p)
+        printf("Recovered: %s%llu journal records replayed, last command %llu%s%s\n",
+               recovery.from_snapshot ? "snapshot + " : "", (unsigned long long)recovery.replayed,
+               (unsigned long long)recovery.last_seq, recovery.report[0] ? "; " : "",
+               recovery.report);
     fflush(stdout);
     running_gateway = g;
     struct sigaction sa;
@@ -128,8 +179,11 @@ int main(int argc, char **argv) {
     rc = gateway_run(g);
     running_gateway = NULL;
     printf("qaexchange-server: shutting down\n");
-    /* the engine thread finishes what is queued before the gateway goes */
+    /* the engine thread finishes what is queued, the journal is flushed and a final snapshot
+     * written, then the gateway goes */
     service_destroy(svc);
+    atomic_store(&wake_target, NULL);
+    persistence_close(p, e);
     gateway_destroy(g);
     engine_destroy(e);
     config_free(&cfg);

@@ -85,6 +85,9 @@ struct gateway {
     uint32_t n_free;
     uint32_t generation;
     int ws_sessions;
+    /* replies waiting for the journal to make them durable, oldest first */
+    reply *held;
+    size_t held_head, held_count, held_cap;
     topic *topics;
     uint32_t n_topics, cap_topics;
     idmap topic_index; /* hash of the name -> slot in topics */
@@ -519,6 +522,16 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
         respond(s, 200, body, (size_t)len);
         return;
     }
+    /* /monitoring/... is served under /api too */
+    if (n >= 2 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "monitoring")) {
+        seg++;
+        n--;
+    }
+    if (n == 2 && seg_is(seg, n, 0, "monitoring") && seg_is(seg, n, 1, "state")) {
+        rq.route = ROUTE_STATE;
+        submit(g, s, &rq);
+        return;
+    }
     if (n < 2 || !seg_is(seg, n, 0, "api")) goto not_found;
     if (seg_is(seg, n, 1, "account")) {
         if (n == 3 && seg_is(seg, n, 2, "list"))
@@ -795,20 +808,52 @@ static http_method method_of(struct lws *wsi, char *path, size_t cap) {
     return M_OTHER;
 }
 
+static void release_reply(gateway *g, reply *r) {
+    if (r->kind == REPLY_PUSH_ACCOUNT || r->kind == REPLY_PUSH_INSTRUMENT) {
+        deliver_push(g, r);
+    } else {
+        session *s = conn_find(g, r->conn_id);
+        if (s && r->kind == REPLY_HTTP)
+            respond(s, r->status, r->body, r->len);
+        else if (s && r->kind == REPLY_WS)
+            session_send_text(s, r->body);
+    }
+    free(r->body);
+}
+
+static bool hold_reply(gateway *g, const reply *r) {
+    if (g->held_count == g->held_cap) {
+        size_t cap = g->held_cap ? g->held_cap * 2 : 1024;
+        reply *n = malloc(cap * sizeof *n);
+        if (n == NULL) return false;
+        for (size_t i = 0; i < g->held_count; i++)
+            n[i] = g->held[(g->held_head + i) % g->held_cap];
+        free(g->held);
+        g->held = n;
+        g->held_head = 0;
+        g->held_cap = cap;
+    }
+    g->held[(g->held_head + g->held_count++) % g->held_cap] = *r;
+    return true;
+}
+
+/* Releases, in order, every reply whose journal position is durable; the rest wait for the
+ * journal's wake-up. */
 static void drain_replies(gateway *g) {
     service_clear_wake(g->svc);
+    uint64_t durable = service_durable_seq(g->svc);
+    while (g->held_count && g->held[g->held_head].seq <= durable) {
+        release_reply(g, &g->held[g->held_head]);
+        g->held_head = (g->held_head + 1) % g->held_cap;
+        g->held_count--;
+    }
     reply r;
     while (service_poll(g->svc, &r)) {
-        if (r.kind == REPLY_PUSH_ACCOUNT || r.kind == REPLY_PUSH_INSTRUMENT) {
-            deliver_push(g, &r);
-        } else {
-            session *s = conn_find(g, r.conn_id);
-            if (s && r.kind == REPLY_HTTP)
-                respond(s, r.status, r.body, r.len);
-            else if (s && r.kind == REPLY_WS)
-                session_send_text(s, r.body);
+        if (g->held_count == 0 && r.seq <= durable) {
+            release_reply(g, &r);
+        } else if (!hold_reply(g, &r)) {
+            free(r.body);
         }
-        free(r.body);
     }
 }
 
@@ -1036,6 +1081,9 @@ void gateway_destroy(gateway *g) {
     lws_context_destroy(g->ctx);
     for (uint32_t i = 0; i < g->n_topics; i++)
         free(g->topics[i].conns);
+    for (size_t i = 0; i < g->held_count; i++)
+        free(g->held[(g->held_head + i) % g->held_cap].body);
+    free(g->held);
     free(g->topics);
     idmap_free(&g->topic_index);
     free(g->conns);

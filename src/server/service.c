@@ -16,6 +16,7 @@
 
 struct service {
     engine *e;
+    persistence *p;
     spsc in, out;
     sem_t in_items;
     pthread_t thread;
@@ -35,6 +36,7 @@ struct service {
 /* ---- replies ---- */
 
 static void deliver(service *s, reply *r) {
+    r->seq = s->p ? persistence_last_seq(s->p) : 0;
     /* the I/O thread drains the ring whenever woken; waiting here is back-pressure, bounded by
      * how fast it drains, never a lock */
     while (!spsc_push(&s->out, r)) {
@@ -376,6 +378,17 @@ static void handle_query(service *s, const request *rq) {
             if (ins) http_ok(s, rq, orderbook_json(e, ins, depth, s->now_ns));
             break;
         }
+        case ROUTE_STATE: {
+            char hash[24];
+            snprintf(hash, sizeof hash, "%016llx", (unsigned long long)engine_state_hash(e));
+            json_t *data =
+                json_pack("{s:s, s:s, s:I, s:I, s:I}", "state_hash", hash, "trading_day",
+                          engine_trading_day(e), "accounts", (json_int_t)engine_account_count(e),
+                          "last_seq", (json_int_t)(s->p ? persistence_last_seq(s->p) : 0),
+                          "durable_seq", (json_int_t)(s->p ? persistence_durable_seq(s->p) : 0));
+            http_ok(s, rq, data);
+            break;
+        }
         case ROUTE_WS_QUERY_ACCOUNT:
         case ROUTE_WS_QUERY_ORDERS:
         case ROUTE_WS_QUERY_POSITIONS:
@@ -429,7 +442,13 @@ static void handle_query(service *s, const request *rq) {
 
 static void handle_command(service *s, const request *rq) {
     engine_result res;
-    int rc = engine_apply(s->e, &rq->cmd, &res);
+    uint64_t seq;
+    int rc;
+    /* write-ahead: the command is in the journal before the engine sees it, or it is refused */
+    if (s->p && persistence_log(s->p, &rq->cmd, &seq, res.message, sizeof res.message) != 0)
+        rc = ERR_STORAGE;
+    else
+        rc = engine_apply(s->e, &rq->cmd, &res);
     const engine *e = s->e;
     bool ws = rq->route >= ROUTE_WS_AUTH;
     if (rc != QAEX_OK) {
@@ -504,6 +523,7 @@ static void *service_main(void *arg) {
             continue;
         }
         service_handle(s, &rq);
+        if (s->p) persistence_tick(s->p, s->e, 0);
         /* wake the I/O thread once the burst of work is done */
         if (spsc_size(&s->in) == 0) flush_wake(s);
     }
@@ -511,10 +531,12 @@ static void *service_main(void *arg) {
     return NULL;
 }
 
-service *service_create(engine *e, size_t queue_capacity, service_wake_fn wake, void *wake_ctx) {
+service *service_create(engine *e, persistence *p, size_t queue_capacity, service_wake_fn wake,
+                        void *wake_ctx) {
     service *s = calloc(1, sizeof *s);
     if (s == NULL) return NULL;
     s->e = e;
+    s->p = p;
     s->wake = wake;
     s->wake_ctx = wake_ctx;
     if (spsc_init(&s->in, queue_capacity, sizeof(request)) != 0) {
@@ -579,6 +601,10 @@ bool service_poll(service *s, reply *out) {
 
 void service_clear_wake(service *s) {
     atomic_store(&s->wake_pending, 0);
+}
+
+uint64_t service_durable_seq(const service *s) {
+    return s->p ? persistence_durable_seq(s->p) : UINT64_MAX;
 }
 
 void service_set_push_listeners(service *s, int n) {

@@ -9,6 +9,7 @@
 #define QAEX_SERVICE_H
 
 #include "engine/engine.h"
+#include "server/persistence.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -35,6 +36,7 @@ typedef enum route {
     ROUTE_INSTRUMENTS,
     ROUTE_TICK,
     ROUTE_ORDERBOOK,
+    ROUTE_STATE, /* state digest and journal position, for operators and crash tests */
     /* the `type` WebSocket protocol */
     ROUTE_WS_AUTH,
     ROUTE_WS_SUBMIT,
@@ -82,6 +84,9 @@ typedef struct reply {
     char topic[QAEX_ID_LEN];
     char *body; /* malloc'ed JSON text; the receiver frees it */
     size_t len;
+    /* the journal position when the reply was made: it may leave only once that is durable,
+     * so nobody sees a state that a crash could take back */
+    uint64_t seq;
 } reply;
 
 typedef struct service service;
@@ -89,7 +94,9 @@ typedef struct service service;
 /* Called from the engine thread when replies are waiting (e.g. lws_cancel_service). */
 typedef void (*service_wake_fn)(void *ctx);
 
-service *service_create(engine *e, size_t queue_capacity, service_wake_fn wake, void *wake_ctx);
+/* p may be NULL (memory only): every reply is then released at once. */
+service *service_create(engine *e, persistence *p, size_t queue_capacity, service_wake_fn wake,
+                        void *wake_ctx);
 /* Stops the thread after the requests already queued; frees the rings (not the engine). */
 void service_destroy(service *s);
 int service_start(service *s);
@@ -102,6 +109,9 @@ bool service_submit(service *s, const request *r);
 bool service_poll(service *s, reply *out);
 /* I/O thread: call before draining, so a wake that races the drain is not lost. */
 void service_clear_wake(service *s);
+
+/* Replies with seq up to this may be released (any thread). */
+uint64_t service_durable_seq(const service *s);
 
 /* How many WebSocket sessions exist: no pushes are encoded while it is zero. */
 void service_set_push_listeners(service *s, int n);

@@ -26,13 +26,14 @@ def free_port():
 class Server:
     """Starts qaexchange-server; use as a context manager."""
 
-    def __init__(self, *args, data_dir=None, storage=False, env=None):
+    def __init__(self, *args, data_dir=None, storage=False, env=None, config=None):
         if not SERVER or not os.path.exists(SERVER):
             raise RuntimeError("set QAEX_SERVER to the qaexchange-server binary")
         self.port = free_port()
         self.tmp = tempfile.mkdtemp(prefix="qaex-it-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
-        cmd = [SERVER, "--no-config", "--http", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
+        cmd = [SERVER] + (["--config", config] if config else ["--no-config"])
+        cmd += ["--http", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
         if not storage:
             cmd.append("--no-storage")
         cmd += list(args)
@@ -41,7 +42,11 @@ class Server:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except Exception:
+            self.close()
+            raise
 
     def wait_ready(self, timeout=15.0):
         deadline = time.time() + timeout
@@ -58,7 +63,8 @@ class Server:
         raise RuntimeError("server did not become ready: " + self.output())
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
@@ -74,7 +80,8 @@ class Server:
 
     def close(self):
         self.stop()
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
