@@ -849,7 +849,8 @@ static void drain_replies(gateway *g) {
     }
     reply r;
     while (service_poll(g->svc, &r)) {
-        if (g->held_count == 0 && r.seq <= durable) {
+        /* seq 0: an answer that shows no new state (a refusal, a read during a journal outage) */
+        if (r.seq == 0 || (g->held_count == 0 && r.seq <= durable)) {
             release_reply(g, &r);
         } else if (!hold_reply(g, &r)) {
             free(r.body);

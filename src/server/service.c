@@ -31,12 +31,20 @@ struct service {
     reply *pending;
     size_t n_pending, cap_pending;
     int64_t now_ns; /* the time of the request being handled */
+    bool answering_query;
+    bool refusing; /* answering a command the journal could not take */
 };
 
 /* ---- replies ---- */
 
 static void deliver(service *s, reply *r) {
+    /* Replies wait until the state they show is durable. While the journal cannot write, queries
+     * are answered at once instead of waiting for the disk: the exchange stays readable, and what
+     * they show is at most the commands accepted just before the failure, which the journal
+     * still holds and retries. */
     r->seq = s->p ? persistence_last_seq(s->p) : 0;
+    if (s->answering_query && s->p && persistence_failed(s->p, NULL, 0)) r->seq = 0;
+    if (s->refusing) r->seq = 0; /* a refusal shows no state: it need not wait */
     /* the I/O thread drains the ring whenever woken; waiting here is back-pressure, bounded by
      * how fast it drains, never a lock */
     while (!spsc_push(&s->out, r)) {
@@ -452,11 +460,13 @@ static void handle_command(service *s, const request *rq) {
     const engine *e = s->e;
     bool ws = rq->route >= ROUTE_WS_AUTH;
     if (rc != QAEX_OK) {
+        s->refusing = rc == ERR_STORAGE;
         if (ws)
             ws_send(s, rq, codec_ws_order_response(rc, NULL, res.message));
         else
             send_json(s, rq, REPLY_HTTP, codec_command_http_status(rq->cmd.type, rc),
                       codec_envelope_error(rc, res.message));
+        s->refusing = false;
         flush_pushes(s);
         return;
     }
@@ -504,10 +514,13 @@ static int64_t wall_ns(void) {
 
 void service_handle(service *s, const request *rq) {
     s->now_ns = rq->cmd.type ? rq->cmd.ts_ns : wall_ns();
-    if (rq->cmd.type != 0)
+    if (rq->cmd.type != 0) {
         handle_command(s, rq);
-    else
+    } else {
+        s->answering_query = true;
         handle_query(s, rq);
+        s->answering_query = false;
+    }
 }
 
 /* ---- the thread ---- */
