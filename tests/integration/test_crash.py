@@ -17,6 +17,11 @@ from qaex import Server
 ASAN = "/asan/" in qaex.SERVER
 ROUNDS = 20
 REPLAY = os.path.join(os.path.dirname(qaex.SERVER), "qaexchange-replay")
+JOURNAL_TOOL = os.path.join(os.path.dirname(qaex.SERVER), "qaexchange-journal")
+
+
+def journal_tool(*args):
+    return subprocess.run([JOURNAL_TOOL, *args], capture_output=True, text=True, timeout=60)
 CONFIG = """
 [storage]
 durability = "sync"
@@ -172,6 +177,26 @@ class CrashTest(unittest.TestCase):
             f.write(b"\xff\xff\xff\xff")
         srv = self.start()
         self.check_recovered(srv, accounts, orders)
+
+    def test_journal_tool(self):
+        accounts, orders = self.run_and_kill(rounds=2)
+        out = journal_tool("verify", self.data)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("OK", out.stdout)
+        stats = journal_tool("stats", self.data)
+        self.assertEqual(stats.returncode, 0)
+        self.assertIn("records:", stats.stdout)
+        dump = journal_tool("dump", self.data, "--limit", "5")
+        self.assertEqual(dump.returncode, 0)
+        self.assertEqual(len([l for l in dump.stdout.splitlines() if l.strip()]) >= 5, True, dump.stdout)
+        path = self.last_segment()
+        with open(path, "r+b") as f:
+            f.seek(200)
+            b = f.read(1)
+            f.seek(200)
+            f.write(bytes([b[0] ^ 0xFF]))
+        out = journal_tool("verify", self.data)
+        self.assertEqual(out.returncode, 1, out.stdout)
 
     def test_corruption_in_the_middle_stops_start_up(self):
         self.run_and_kill(rounds=1)
