@@ -171,6 +171,22 @@ static void set_last_msg(order *o, const char *why) {
     o->last_msg[n] = '\0';
 }
 
+/* Keeps a trade in the account's history and reports it. Retaining it in memory is a
+ * convenience for queries; the event is the record, so a full pool only skips the retention. */
+static void publish_trade(engine *e, const trade *t, uint32_t pslot) {
+    uint32_t tslot = engine_alloc_trade(e);
+    const trade *published = t;
+    if (tslot != SLOT_NONE) {
+        e->trades[tslot] = *t;
+        engine_account_append_trade(e, tslot);
+        published = &e->trades[tslot];
+    }
+    engine_event ev = {.type = EV_TRADE, .trade = published};
+    engine_emit(e, &ev);
+    engine_touch_account(e, t->account);
+    engine_touch_position(e, pslot);
+}
+
 /* ---- fills ---- */
 
 static void fill_side(engine *e, uint32_t slot, int64_t qty, double price, bool is_taker,
@@ -232,19 +248,8 @@ static void fill_side(engine *e, uint32_t slot, int64_t qty, double price, bool 
         .is_taker = is_taker,
     };
     memcpy(t.order_id, o->order_id, sizeof t.order_id);
-    /* retaining the trade in memory is a convenience for queries; the event is the record */
-    uint32_t tslot = engine_alloc_trade(e);
-    const trade *published = &t;
-    if (tslot != SLOT_NONE) {
-        e->trades[tslot] = t;
-        engine_account_append_trade(e, tslot);
-        published = &e->trades[tslot];
-    }
     engine_emit_order(e, o);
-    engine_event ev = {.type = EV_TRADE, .trade = published};
-    engine_emit(e, &ev);
-    engine_touch_account(e, o->account);
-    engine_touch_position(e, pslot);
+    publish_trade(e, &t, pslot);
 }
 
 /* One match between an incoming (or, in the auction, later) order and a resting one. */
@@ -568,17 +573,7 @@ static void liquidate_side(engine *e, uint32_t pslot, direction held, double pri
         .is_liquidation = true,
     };
     snprintf(t.order_id, sizeof t.order_id, "LIQ-%llu", (unsigned long long)t.seq);
-    uint32_t tslot = engine_alloc_trade(e);
-    const trade *published = &t;
-    if (tslot != SLOT_NONE) {
-        e->trades[tslot] = t;
-        engine_account_append_trade(e, tslot);
-        published = &e->trades[tslot];
-    }
-    engine_event ev = {.type = EV_TRADE, .trade = published};
-    engine_emit(e, &ev);
-    engine_touch_account(e, p->account);
-    engine_touch_position(e, pslot);
+    publish_trade(e, &t, pslot);
 }
 
 void matching_liquidate(engine *e, uint32_t pslot, double price, int64_t ts_ns) {
