@@ -135,6 +135,7 @@ int main(int argc, char **argv) {
         .ws_ping_secs = (int)((cfg.ws_ping_interval_ms + 999) / 1000),
         .ws_idle_secs = (int)((cfg.ws_idle_timeout_ms + 999) / 1000),
         .open_mode = cfg.open_mode,
+        .max_connections = cfg.max_connections,
     };
     /* the service needs the gateway to wake, and the gateway the service: create the service
      * without a wake first, then connect them */

@@ -21,7 +21,20 @@
 #define WS_SOFT_BACKLOG 1000
 #define WS_HARD_BACKLOG 20000
 
-typedef enum http_method { M_OTHER, M_GET, M_POST, M_PUT, M_DELETE, M_OPTIONS } http_method;
+typedef enum http_method {
+    M_OTHER,
+    M_GET,
+    M_POST,
+    M_PUT,
+    M_DELETE,
+    M_OPTIONS,
+    M_PATCH
+} http_method;
+
+static const char *method_name(http_method m) {
+    static const char *const names[] = {"?", "GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    return names[m];
+}
 
 /* A message shared by every session it is pushed to. */
 typedef struct shared_msg {
@@ -49,6 +62,7 @@ typedef struct session {
     size_t body_len, body_cap;
     bool body_too_large;
     bool close_after_response;
+    bool in_flight; /* a request is being answered: the connection reads nothing more meanwhile */
     bool awaiting_reply;
     shared_msg *response; /* the HTTP response, once known */
     int response_status;
@@ -94,6 +108,7 @@ struct gateway {
     struct lws_protocols protocols[2];
     lws_retry_bo_t retry;
     int http_port;
+    bool closing; /* gateway_destroy: the service may be gone, sessions are only released */
 };
 
 /* ---- time and ids ---- */
@@ -383,6 +398,7 @@ static int write_response(session *s) {
     s->body_len = s->body_cap = 0;
     s->body_too_large = false;
     if (s->close_after_response) return -1;
+    s->in_flight = false;
     return lws_http_transaction_completed(s->wsi) ? -1 : 0;
 }
 
@@ -593,6 +609,7 @@ not_found:
 }
 
 static void route_http(gateway *g, session *s) {
+    s->in_flight = true;
     if (s->body_too_large) {
         respond_error(s, 413, CODEC_ERR_TOO_LARGE, "request body exceeds %zu bytes",
                       g->cfg.max_body_bytes);
@@ -613,10 +630,7 @@ static void route_http(gateway *g, session *s) {
         route_post(g, s, seg, n);
     else
         respond_error(s, 405, CODEC_ERR_METHOD_NOT_ALLOWED, "method %s not allowed on %s",
-                      s->method == M_PUT      ? "PUT"
-                      : s->method == M_DELETE ? "DELETE"
-                                              : "?",
-                      s->path);
+                      method_name(s->method), s->path);
 }
 
 /* ---- the `type` WebSocket protocol ---- */
@@ -793,11 +807,9 @@ static http_method method_of(struct lws *wsi, char *path, size_t cap) {
     static const struct {
         enum lws_token_indexes token;
         http_method method;
-    } methods[] = {{WSI_TOKEN_GET_URI, M_GET},
-                   {WSI_TOKEN_POST_URI, M_POST},
-                   {WSI_TOKEN_PUT_URI, M_PUT},
-                   {WSI_TOKEN_DELETE_URI, M_DELETE},
-                   {WSI_TOKEN_OPTIONS_URI, M_OPTIONS}};
+    } methods[] = {{WSI_TOKEN_GET_URI, M_GET},         {WSI_TOKEN_POST_URI, M_POST},
+                   {WSI_TOKEN_PUT_URI, M_PUT},         {WSI_TOKEN_DELETE_URI, M_DELETE},
+                   {WSI_TOKEN_OPTIONS_URI, M_OPTIONS}, {WSI_TOKEN_PATCH_URI, M_PATCH}};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         if (lws_hdr_total_length(wsi, methods[i].token) > 0) {
             if (lws_hdr_copy(wsi, path, (int)cap, methods[i].token) < 0) path[0] = '\0';
@@ -859,13 +871,14 @@ static void drain_replies(gateway *g) {
 }
 
 static void session_close(gateway *g, session *s) {
-    if (s->conn_id == 0) return;
+    /* lws reports the close of a connection that never sent a request with no session */
+    if (s == NULL || s->conn_id == 0) return;
     if (s->is_ws) {
         if (s->authenticated) topic_remove(g, s->account_id, s->conn_id);
         for (int k = 0; k < s->n_subscriptions; k++)
             topic_remove(g, s->subscriptions[k], s->conn_id);
         g->ws_sessions--;
-        service_set_push_listeners(g->svc, g->ws_sessions);
+        if (!g->closing) service_set_push_listeners(g->svc, g->ws_sessions);
     }
     session_clear_queue(s);
     msg_release(s->response);
@@ -883,17 +896,21 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     session *s = user;
     switch (reason) {
         case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-            drain_replies(g);
+            if (!g->closing) drain_replies(g);
             return 0;
 
         case LWS_CALLBACK_HTTP: {
-            /* a keep-alive connection brings several requests through one session */
+            if (s == NULL) return -1;
+            /* a keep-alive connection brings several requests through one session; a request
+             * pipelined behind one still being answered is not supported: the connection closes */
+            if (s->in_flight) return -1;
             s->wsi = wsi;
             if (s->conn_id == 0 && conn_register(g, s) != 0) return -1;
             s->body_len = 0;
             s->body_too_large = false;
             s->method = method_of(wsi, s->path, sizeof s->path);
-            if (s->method == M_POST || s->method == M_PUT) {
+            /* whatever the method, a declared body is read before the answer */
+            {
                 char cl[32] = "";
                 if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
                     unsigned long long n = strtoull(cl, NULL, 10);
@@ -911,6 +928,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 0;
         }
         case LWS_CALLBACK_HTTP_BODY:
+            if (s == NULL) return -1;
+            if (len == 0) return 0;
+            /* bytes past a request already being answered (a lying Content-Length, a smuggled
+             * request): dropped, and the connection closes once the answer is out */
+            if (s->in_flight) {
+                s->close_after_response = true;
+                return 0;
+            }
             if (s->body_len + len > g->cfg.max_body_bytes) {
                 s->body_too_large = true;
                 return 0;
@@ -928,15 +953,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             s->body_len += len;
             return 0;
         case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+            if (s == NULL) return -1;
+            if (s->in_flight) {
+                s->close_after_response = true;
+                return 0;
+            }
             route_http(g, s);
             return 0;
         case LWS_CALLBACK_HTTP_WRITEABLE:
+            if (s == NULL) return -1;
             return write_response(s);
         case LWS_CALLBACK_CLOSED_HTTP:
             session_close(g, s);
             return 0;
 
         case LWS_CALLBACK_ESTABLISHED: {
+            if (s == NULL) return -1;
             memset(s, 0, sizeof *s);
             s->wsi = wsi;
             s->is_ws = true;
@@ -953,6 +985,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 0;
         }
         case LWS_CALLBACK_RECEIVE: {
+            if (s == NULL) return -1;
             if (s->rx_len + len > MAX_WS_MESSAGE) {
                 ws_send_error(s, ERR_BAD_MESSAGE, "message exceeds %d bytes", MAX_WS_MESSAGE);
                 s->rx_len = 0;
@@ -976,6 +1009,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 0;
         }
         case LWS_CALLBACK_SERVER_WRITEABLE: {
+            if (s == NULL) return -1;
             outq_item *it = s->out_head;
             if (it == NULL) return 0;
             int n = lws_write(wsi, it->msg->data + LWS_PRE, it->msg->len, LWS_WRITE_TEXT);
@@ -1024,6 +1058,12 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
     memset(&info, 0, sizeof info);
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.user = g;
+    /* a connection holds a header table from its first byte until its request is parsed: with
+     * lws's default of 32, a crowd of idle or slow connections makes new clients queue */
+    info.max_http_header_pool = 1024;
+    /* a connection that holds a header table without completing a request is dropped */
+    info.timeout_secs_ah_idle = 5;
+    info.timeout_secs = 10;
     g->ctx = lws_create_context(&info);
     if (g->ctx == NULL) {
         free(g);
@@ -1036,7 +1076,7 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
     vh.protocols = g->protocols;
     vh.retry_and_idle_policy = &g->retry;
     vh.vhost_name = "http";
-    vh.keepalive_timeout = 30;
+    vh.keepalive_timeout = 10; /* idle keep-alive connections, and requests lws cannot parse */
     if (lws_create_vhost(g->ctx, &vh) == NULL) {
         lws_context_destroy(g->ctx);
         free(g);
@@ -1079,6 +1119,7 @@ int gateway_run(gateway *g) {
 
 void gateway_destroy(gateway *g) {
     if (g == NULL) return;
+    g->closing = true;
     lws_context_destroy(g->ctx);
     for (uint32_t i = 0; i < g->n_topics; i++)
         free(g->topics[i].conns);

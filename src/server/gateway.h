@@ -18,7 +18,8 @@ typedef struct gateway_config {
     size_t max_body_bytes;
     int ws_ping_secs;
     int ws_idle_secs;
-    bool open_mode; /* no token needed: the seed's demo mode */
+    bool open_mode;           /* no token needed: the seed's demo mode */
+    unsigned max_connections; /* sizes lws's header-table pool */
 } gateway_config;
 
 typedef struct gateway gateway;
