@@ -1052,6 +1052,7 @@ typedef struct cli_opts {
     config_listener http, ws; /* host empty: not given */
     const char *data_dir;
     bool no_storage;
+    bool recover_to_corruption;
 } cli_opts;
 
 static int parse_cli(int argc, char **argv, cli_opts *o, char *err, size_t errlen) {
@@ -1067,7 +1068,8 @@ static int parse_cli(int argc, char **argv, cli_opts *o, char *err, size_t errle
 
         bool takes_value = strcmp(flag, "--config") == 0 || strcmp(flag, "--http") == 0 ||
                            strcmp(flag, "--ws") == 0 || strcmp(flag, "--data-dir") == 0;
-        bool is_switch = strcmp(flag, "--no-config") == 0 || strcmp(flag, "--no-storage") == 0;
+        bool is_switch = strcmp(flag, "--no-config") == 0 || strcmp(flag, "--no-storage") == 0 ||
+                         strcmp(flag, "--recover-to-corruption") == 0;
         if (!takes_value && !is_switch) {
             if (arg[0] == '-')
                 return errorf(err, errlen, "unknown option \"%s\" (see --help)", arg);
@@ -1077,8 +1079,10 @@ static int parse_cli(int argc, char **argv, cli_opts *o, char *err, size_t errle
             if (val) return errorf(err, errlen, "%s takes no value, got \"%s\"", flag, val);
             if (strcmp(flag, "--no-config") == 0)
                 o->no_config = true;
-            else
+            else if (strcmp(flag, "--no-storage") == 0)
                 o->no_storage = true;
+            else
+                o->recover_to_corruption = true;
             continue;
         }
         const char *what = strcmp(flag, "--config") == 0     ? "FILE"
@@ -1228,6 +1232,7 @@ int config_load(server_config *cfg, int argc, char **argv, char *err, size_t err
     }
     if (o.data_dir) copy_str(cfg->data_dir, sizeof cfg->data_dir, o.data_dir);
     if (o.no_storage) cfg->storage_enabled = false;
+    if (o.recover_to_corruption) cfg->recover_to_corruption = true;
 
     /* what depends on the final values */
     if (cfg->ws.enabled) {
@@ -1426,6 +1431,9 @@ void config_usage(FILE *out) {
           "  --ws HOST:PORT     an extra listener for WebSocket only (e.g. 127.0.0.1:8081)\n"
           "  --data-dir DIR     journal, snapshots and history (default ./data)\n"
           "  --no-storage       memory only: nothing is written, nothing survives a restart\n"
+          "  --recover-to-corruption\n"
+          "                     start even if the journal is corrupt in the middle: keep what\n"
+          "                     precedes the damage, set the rest aside (reported at start-up)\n"
           "  -h, --help         show this text\n"
           "  -V, --version      show the version\n"
           "\n"

@@ -98,6 +98,7 @@ typedef struct server_config {
 
     /* storage */
     bool storage_enabled;                /* false with --no-storage: memory only */
+    bool recover_to_corruption;          /* --recover-to-corruption */
     char data_dir[CONFIG_PATH_LEN];      /* "./data" */
     config_durability durability;        /* sync */
     uint32_t snapshot_interval_secs;     /* 300; 0: not by time */

@@ -107,6 +107,7 @@ int main(int argc, char **argv) {
             .segment_size = cfg.journal_segment_size,
             .snapshot_every_commands = cfg.snapshot_interval_commands,
             .snapshot_every_secs = cfg.snapshot_interval_secs,
+            .recover_to_corruption = cfg.recover_to_corruption,
             .notify = on_durable,
         };
         p = persistence_open(&po, &cfg.engine, &e, &recovery, err, sizeof err);

@@ -1,5 +1,6 @@
 #include "server/persistence.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@ struct persistence {
     char dir[1024];
     journal *j;
     uint64_t last_seq;
+    uint64_t base_seq; /* the snapshot recovered from: everything up to it is on disk already */
     uint64_t commands_since_snapshot;
     int64_t last_snapshot_ns;
     unsigned char encoded[2 * sizeof(command) + 16];
@@ -258,6 +260,29 @@ persistence *persistence_open(const persistence_options *opt, const engine_confi
     journal_recovery_info ji;
     p->j = journal_open(p->dir, &jo, &ji, err, errlen);
     if (p->j == NULL) goto fail;
+    if (ji.last_seq < snap_seq) {
+        /* the journal ends before the snapshot (an async tail lost, or a journal cut by
+         * --recover-to-corruption): the snapshot alone is the state; the old journal is set
+         * aside and a new one continues after the snapshot */
+        journal_close(p->j, NULL, 0);
+        p->j = NULL;
+        char from[1100], to[1200];
+        snprintf(from, sizeof from, "%s/journal", p->dir);
+        snprintf(to, sizeof to, "%s/journal.before-%llu", p->dir, (unsigned long long)snap_seq);
+        if (rename(from, to) != 0) {
+            snprintf(err, errlen, "cannot set aside %s: %s", from, strerror(errno));
+            goto fail;
+        }
+        size_t used = strlen(info->report);
+        snprintf(info->report + used, sizeof info->report - used,
+                 "%sthe journal ended at %llu, before the snapshot at %llu: kept as %s",
+                 used ? "; " : "", (unsigned long long)ji.last_seq, (unsigned long long)snap_seq,
+                 to);
+        memset(&ji, 0, sizeof ji);
+        p->j = journal_open(p->dir, &jo, &ji, err, errlen);
+        if (p->j == NULL) goto fail;
+    }
+    p->base_seq = snap_seq;
     if (ji.report[0]) {
         size_t used = strlen(info->report);
         snprintf(info->report + used, sizeof info->report - used, "%s%s", used ? "; " : "",
@@ -316,7 +341,8 @@ uint64_t persistence_last_seq(const persistence *p) {
 }
 
 uint64_t persistence_durable_seq(const persistence *p) {
-    return journal_durable_seq(p->j);
+    uint64_t d = journal_durable_seq(p->j);
+    return d > p->base_seq ? d : p->base_seq;
 }
 
 bool persistence_failed(persistence *p, char *why, size_t whylen) {

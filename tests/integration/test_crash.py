@@ -214,6 +214,16 @@ class CrashTest(unittest.TestCase):
             srv_cmd_ok = False
             self.assertIn(".wal", str(e))
         self.assertFalse(srv_cmd_ok, "start-up must refuse a journal corrupted in the middle")
+        # the operator may accept the loss: the server keeps what precedes the damage
+        srv = Server("--recover-to-corruption", storage=True, data_dir=self.data, config=self.config)
+        self.addCleanup(srv.close)
+        self.assertEqual(srv.get("/health")[0], 200)
+        self.assertIn("Recovered", srv.output())
+        status, body = srv.get("/monitoring/state")
+        self.assertEqual(status, 200, body)
+        # and it trades on, durably
+        status, body = srv.post("/api/account/open", {"user_id": "after-cut", "init_cash": 1000})
+        self.assertEqual(status, 200, body)
 
 
 if __name__ == "__main__":
