@@ -5,8 +5,9 @@
 -- Environment (all optional):
 --   ACCOUNTS  number of accounts, named PREFIX0 .. PREFIX<ACCOUNTS-1>, already opened (1000)
 --   PREFIX    account id prefix ("B")
---   RATE      if set, each connection waits so that the whole run offers about RATE orders/s
---             (wrk's delay(); wrk still measures from the actual send, see docs/BENCHMARKS.md)
+--   RATE      if set, each connection waits after each response so that the whole run offers
+--             a little under RATE orders/s (wrk's delay(); the wait does not count in wrk's
+--             latency, see docs/BENCHMARKS.md)
 --   CONNS     the -c value, needed with RATE (100)
 --   MODE      "order" (default) or "account": GET /api/account/{id} instead of submitting
 --
@@ -98,10 +99,13 @@ function request()
 end
 
 if rate > 0 then
-    -- each connection sends one request per conns/rate seconds
+    -- each connection waits on average conns/rate seconds after a response before its next
+    -- request; the wait is drawn uniformly from [0, 2 x mean] so that the connections do not
+    -- stay in step and send in bursts (with a fixed wait, all of them fire together)
     local gap_ms = conns * 1000.0 / rate
+    math.randomseed(os.time())
     function delay()
-        return gap_ms
+        return math.floor(2.0 * gap_ms * math.random() + 0.5)
     end
 end
 

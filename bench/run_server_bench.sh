@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end server benchmarks for qaexchange-server over loopback (docs/BENCHMARKS.md, "Server"):
-#   rest  REST order submit under wrk (keep-alive; 10, 100 and 400 connections; a paced run) and
-#         GET /api/account/{id}
-#   ws    WebSocket submit_order -> order_response with bench/ws_bench (full speed, one order in
-#         flight per connection, fixed offered rates)
-#   hold  1,000 and 10,000 WebSocket sessions subscribed to IF2501 ticker + orderbook while orders
-#         trade over REST: server VmRSS and whether the pushes keep flowing
+#   rest         REST order submit under wrk (keep-alive; 1, 10, 100 and 400 connections; a paced
+#                run) and GET /api/account/{id}
+#   ws           WebSocket submit_order -> order_response with bench/ws_bench (full speed, one
+#                order in flight per connection, fixed offered rates)
+#   hold         1,000 and 10,000 WebSocket sessions subscribed to IF2501 ticker + orderbook while
+#                orders trade over REST: server VmRSS and whether the pushes keep flowing
+#   hold-noping  the same hold with the server's WebSocket pings every hour (a diagnosis; not run
+#                by default)
 # Every run is bounded in time; the script starts and stops its own server on 127.0.0.1 only.
 #
-#   bench/run_server_bench.sh [rest] [ws] [hold]        (default: all three)
+#   bench/run_server_bench.sh [rest] [ws] [hold] [hold-noping]   (default: rest ws hold)
 #
 # Environment: BUILD (build/release), SERVER, WS_BENCH (binaries; built unless NO_BUILD=1),
 # REV (build the server of that commit apart, under OUT, e.g. REV=f413691),
@@ -16,7 +18,7 @@
 # HOLD_DURATION (20), HOLD_RATE (REST orders/s during the holds, 50), HOLD_SESSIONS
 # ("1000 10000"), PERF=1 (perf record 8 s of the server during the 100-connection REST run, the
 # full-speed WebSocket run and each hold, and print where the time goes),
-# OUT (directory for the raw outputs).
+# SERVER_CONFIG (a TOML file for the server instead of --no-config), OUT (raw outputs).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,7 +85,9 @@ trap stop_server EXIT
 # Only complete HTTP requests are sent to the server: a connection closed before its first request
 # crashes the server as of f413691 (see docs/BENCHMARKS.md), so no port probes.
 start_server() {
-  "$SERVER" --no-config --no-storage --http "127.0.0.1:$PORT" >"$OUT/server-$1.log" 2>&1 &
+  local config=(--no-config)
+  [ -z "${SERVER_CONFIG:-}" ] || config=(--config "$SERVER_CONFIG")
+  "$SERVER" "${config[@]}" --no-storage --http "127.0.0.1:$PORT" >"$OUT/server-$1.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
     if curl -s -m 1 "$URL/health" >/dev/null 2>&1; then return 0; fi
@@ -249,7 +253,7 @@ run_wrk() { # name conns [env...] ; prints the script's summary lines
     >"$OUT/wrk-$name.txt" 2>&1 || true
   echo "-- wrk $name: wrk -t1 -c$conns -d${secs}s --latency -s bench/http_order.lua ${*:+($*) }(load average before: $load)"
   grep -E '^(requests|latency us|non-2xx|first bad)' "$OUT/wrk-$name.txt" | sed 's/^/   /'
-  cpu_report "$before" "$secs" "$(awk '/^requests/ {print $2}' "$OUT/wrk-$name.txt")"
+  [ -n "${NO_CPU:-}" ] || cpu_report "$before" "$secs" "$(awk '/^requests/ {print $2}' "$OUT/wrk-$name.txt")"
   check_alive
 }
 
@@ -346,7 +350,7 @@ section_hold() {
     local before t0
     before=$(cpu_ticks)
     t0=$(date +%s.%N)
-    WRK_SECS=$((HOLD_DURATION - 2)) run_wrk "hold$n-trading" 10 RATE="$HOLD_RATE"
+    NO_CPU=1 WRK_SECS=$((HOLD_DURATION - 2)) run_wrk "hold$n-trading" 10 RATE="$HOLD_RATE"
     wait "$ws_pid" || true
     sed 's/^/   /' "$OUT/hold-$n.txt" | grep -v READY
     cpu_report "$before" "$(python3 -c "print($(date +%s.%N) - $t0)")" \
@@ -363,12 +367,22 @@ section_hold() {
   stop_server
 }
 
+# The hold again with the server's WebSocket pings every hour instead of every 5 s (a diagnosis:
+# libwebsockets re-arms each session's ping timer in a sorted list, see docs/BENCHMARKS.md).
+section_hold_noping() {
+  printf '[websocket]\nping_interval_secs = 3600\nidle_timeout_secs = 7200\n' >"$OUT/noping.toml"
+  echo
+  echo "(server configuration for this hold: $(tr '\n' ' ' <"$OUT/noping.toml"))"
+  SERVER_CONFIG="$OUT/noping.toml" section_hold
+}
+
 for s in "${sections[@]}"; do
   case $s in
     rest) section_rest ;;
     ws) section_ws ;;
     hold) section_hold ;;
-    *) echo "unknown section $s (rest, ws, hold)"; exit 2 ;;
+    hold-noping) section_hold_noping ;;
+    *) echo "unknown section $s (rest, ws, hold, hold-noping)"; exit 2 ;;
   esac
 done
 echo
