@@ -35,7 +35,7 @@ if accounts % 2 == 1 then
 end
 
 -- wrk's default wrk.resolve() tests each address with a connect() and an immediate close()
--- before the run. qaexchange-server (as of commit f413691) crashes on a connection that closes
+-- before the run. qaexchange-server builds before 46ac083 crash on a connection that closes
 -- before sending a request (LWS_CALLBACK_CLOSED_HTTP with no session data, see
 -- docs/BENCHMARKS.md), so resolve without the test connection.
 function wrk.resolve(host, service)

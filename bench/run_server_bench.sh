@@ -82,8 +82,8 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# Only complete HTTP requests are sent to the server: a connection closed before its first request
-# crashes the server as of f413691 (see docs/BENCHMARKS.md), so no port probes.
+# Only complete HTTP requests are sent to the server: before 46ac083 a connection closed before its
+# first request crashed the server (see docs/BENCHMARKS.md), so no port probes.
 start_server() {
   local config=(--no-config)
   [ -z "${SERVER_CONFIG:-}" ] || config=(--config "$SERVER_CONFIG")
