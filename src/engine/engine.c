@@ -194,7 +194,8 @@ static bool order_matches(const void *ctx, uint32_t slot) {
 static order_key make_order_key(const engine *e, uint32_t ns, const char *id) {
     order_key k = {e, ns, id, 0};
     if (ns == ORDER_NS_SERVER)
-        for (int i = 1; i < 21; i++) k.seq = k.seq * 10 + (uint64_t)(id[i] - '0');
+        for (int i = 1; i < 21; i++)
+            k.seq = k.seq * 10 + (uint64_t)(id[i] - '0');
     return k;
 }
 
