@@ -99,6 +99,7 @@ struct gateway {
     uint32_t n_free;
     uint32_t generation;
     int ws_sessions;
+    int market_subscriptions; /* instrument subscriptions over all sessions */
     /* replies waiting for the journal to make them durable, oldest first */
     reply *held;
     size_t held_head, held_count, held_cap;
@@ -698,6 +699,7 @@ static void ws_subscribe(gateway *g, session *s, const json_t *m, bool subscribe
         if (subscribe && found < 0 && s->n_subscriptions < MAX_SUBSCRIPTIONS) {
             snprintf(s->subscriptions[s->n_subscriptions++], QAEX_INSTRUMENT_ID_LEN, "%s", id);
             topic_add(g, id, s->conn_id);
+            service_set_market_listeners(g->svc, ++g->market_subscriptions);
             request rq;
             memset(&rq, 0, sizeof rq);
             rq.route = ROUTE_WS_SNAPSHOT;
@@ -705,6 +707,7 @@ static void ws_subscribe(gateway *g, session *s, const json_t *m, bool subscribe
             submit(g, s, &rq);
         } else if (!subscribe && found >= 0) {
             topic_remove(g, id, s->conn_id);
+            service_set_market_listeners(g->svc, --g->market_subscriptions);
             memcpy(s->subscriptions[found], s->subscriptions[--s->n_subscriptions],
                    QAEX_INSTRUMENT_ID_LEN);
         }
@@ -877,8 +880,12 @@ static void session_close(gateway *g, session *s) {
         if (s->authenticated) topic_remove(g, s->account_id, s->conn_id);
         for (int k = 0; k < s->n_subscriptions; k++)
             topic_remove(g, s->subscriptions[k], s->conn_id);
+        g->market_subscriptions -= s->n_subscriptions;
         g->ws_sessions--;
-        if (!g->closing) service_set_push_listeners(g->svc, g->ws_sessions);
+        if (!g->closing) {
+            service_set_push_listeners(g->svc, g->ws_sessions);
+            service_set_market_listeners(g->svc, g->market_subscriptions);
+        }
     }
     session_clear_queue(s);
     msg_release(s->response);

@@ -26,6 +26,7 @@ struct service {
     void *wake_ctx;
     atomic_int wake_pending;
     atomic_int push_listeners;
+    atomic_int market_listeners;
     /* pushes raised while one command applies: sent after its own response, so a client sees
      * order_response before order_status, trade and account_update */
     reply *pending;
@@ -181,6 +182,7 @@ static void on_event(void *ctx, const engine_event *ev) {
     service *s = ctx;
     if (atomic_load_explicit(&s->push_listeners, memory_order_relaxed) == 0) return;
     const engine *e = s->e;
+    bool market = atomic_load_explicit(&s->market_listeners, memory_order_relaxed) > 0;
     switch (ev->type) {
         case EV_ORDER: {
             const order *o = ev->order;
@@ -192,7 +194,7 @@ static void on_event(void *ctx, const engine_event *ev) {
             const trade *t = ev->trade;
             queue_push(s, REPLY_PUSH_ACCOUNT, CHANNEL_TRADE,
                        engine_account_of(e, t->account)->account_id, codec_ws_trade(e, t));
-            if (t->is_taker) {
+            if (t->is_taker && market) {
                 /* the public print, once per match, for the instrument's trade channel */
                 const instrument *ins = engine_instrument_of(e, t->instrument);
                 queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_TRADE, ins->spec.instrument_id,
@@ -209,6 +211,7 @@ static void on_event(void *ctx, const engine_event *ev) {
                        codec_ws_account_update(e, ev->account, ms_of(s->now_ns)));
             break;
         case EV_BOOK: {
+            if (!market) break;
             json_t *m = orderbook_json(e, ev->instrument, BOOK_PUSH_DEPTH, s->now_ns);
             if (m) json_object_set_new(m, "type", json_string("orderbook"));
             queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_ORDERBOOK,
@@ -216,6 +219,7 @@ static void on_event(void *ctx, const engine_event *ev) {
             break;
         }
         case EV_TICK: {
+            if (!market) break;
             json_t *m = tick_json(e, ev->instrument, s->now_ns);
             if (m) json_object_set_new(m, "type", json_string("ticker"));
             queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_TICKER, ev->instrument->spec.instrument_id,
@@ -618,6 +622,10 @@ void service_clear_wake(service *s) {
 
 uint64_t service_durable_seq(const service *s) {
     return s->p ? persistence_durable_seq(s->p) : UINT64_MAX;
+}
+
+void service_set_market_listeners(service *s, int n) {
+    atomic_store(&s->market_listeners, n);
 }
 
 void service_set_push_listeners(service *s, int n) {

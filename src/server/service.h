@@ -115,6 +115,8 @@ uint64_t service_durable_seq(const service *s);
 
 /* How many WebSocket sessions exist: no pushes are encoded while it is zero. */
 void service_set_push_listeners(service *s, int n);
+/* How many instrument subscriptions exist: no market push is encoded while it is zero. */
+void service_set_market_listeners(service *s, int n);
 
 /* Runs one request on the calling thread (tests and the synchronous tools). */
 void service_handle(service *s, const request *r);
