@@ -19,6 +19,8 @@ void engine_config_default(engine_config *cfg) {
     cfg->self_trade_prevention = true;
     cfg->finished_orders_per_account = 2000;
     cfg->trades_per_account = 2000;
+    cfg->kline_history = 10000;
+    cfg->recent_trades = 1000;
     snprintf(cfg->trading_day, sizeof cfg->trading_day, "2025-01-02");
 }
 
@@ -441,6 +443,7 @@ int engine_add_instrument(engine *e, const instrument_spec *spec, engine_result 
     if (instrument_init(ins, spec) != 0)
         return engine_fail(r, ERR_INTERNAL, "out of memory for the book of %s",
                            spec->instrument_id);
+    market_init(&ins->market, e->cfg.kline_history, e->cfg.recent_trades);
     if (idmap_insert(&e->instrument_map, idmap_hash_str(0, ins->spec.instrument_id), slot) != 0) {
         instrument_free(ins);
         return engine_fail(r, ERR_INTERNAL, "out of memory adding instrument %s",
@@ -702,6 +705,7 @@ engine *engine_create(const engine_config *cfg) {
     memcpy(e->trading_day, cfg->trading_day, sizeof e->trading_day);
     e->order_free = e->trade_free = SLOT_NONE;
     e->touched_instrument = SLOT_NONE;
+    e->next_close_ms = INT64_MAX;
     if (idmap_init(&e->instrument_map, 16) || idmap_init(&e->account_map, 1024) ||
         idmap_init(&e->position_map, 1024) || idmap_init(&e->order_map, 4096)) {
         engine_destroy(e);
@@ -791,12 +795,58 @@ int engine_apply(engine *e, const command *cmd, engine_result *r) {
         case CMD_SETTLEMENT_EXECUTE:
             rc = settlement_execute(e, cmd, r);
             break;
+        case CMD_CLOCK:
+            rc = QAEX_OK;
+            break;
         default:
             rc = engine_fail(r, ERR_BAD_MESSAGE, "unknown command type %d", (int)cmd->type);
     }
     flush_touched(e);
     e->commands_applied++;
+    /* only an accepted command moves the clock: a rejected one changes nothing at all */
+    if (rc == QAEX_OK) {
+        int64_t now_ms = cmd->ts_ns / 1000000;
+        if (now_ms > e->clock_ms) e->clock_ms = now_ms;
+        if (e->clock_ms >= e->next_close_ms) engine_close_due_bars(e);
+    }
     return rc;
+}
+
+/* ---- K-lines on the command clock ---- */
+
+typedef struct kline_ctx {
+    engine *e;
+    const instrument *ins;
+} kline_ctx;
+
+static void kline_closed(void *ctx, kline_period p, const kline *bar) {
+    kline_ctx *k = ctx;
+    engine_event ev = {.type = EV_KLINE, .instrument = k->ins, .kline = bar, .kline_period = p};
+    engine_emit(k->e, &ev);
+}
+
+void engine_note_bars(engine *e, const instrument *ins) {
+    int64_t next = market_next_close_ms(&ins->market);
+    if (next < e->next_close_ms) e->next_close_ms = next;
+}
+
+void engine_record_market_trade(engine *e, instrument *ins, const market_trade *mt,
+                                double amount, int64_t oi_before) {
+    kline_ctx ctx = {e, ins};
+    (void)market_record_trade(&ins->market, mt, amount, oi_before, ins->stats.open_interest,
+                              kline_closed, &ctx);
+    engine_note_bars(e, ins);
+}
+
+void engine_close_due_bars(engine *e) {
+    e->next_close_ms = INT64_MAX;
+    for (uint32_t i = 0; i < e->n_instruments; i++) {
+        instrument *ins = &e->instruments[i];
+        kline_ctx ctx = {e, ins};
+        /* out of memory only shortens the kept history; the bars themselves stay right */
+        (void)market_advance_clock(&ins->market, e->clock_ms, kline_closed, &ctx);
+        engine_note_bars(e, ins);
+    }
 }
 
 int engine_add_settlement(engine *e, const settlement_result *sr) {
@@ -815,6 +865,14 @@ const char *engine_trading_day(const engine *e) {
 
 uint64_t engine_commands_applied(const engine *e) {
     return e->commands_applied;
+}
+
+int64_t engine_clock_ms(const engine *e) {
+    return e->clock_ms;
+}
+
+int64_t engine_next_bar_close_ms(const engine *e) {
+    return e->next_close_ms;
 }
 
 uint32_t engine_instrument_count(const engine *e) {

@@ -33,6 +33,8 @@ typedef struct engine_config {
      * and the history store. Live orders are always kept. */
     uint32_t finished_orders_per_account;
     uint32_t trades_per_account;
+    uint32_t kline_history; /* finished bars kept per instrument and period */
+    uint32_t recent_trades; /* matches kept per instrument for recent-trades */
     char trading_day[QAEX_DATE_LEN]; /* the first trading day, YYYY-MM-DD */
 } engine_config;
 
@@ -55,6 +57,8 @@ typedef enum command_type {
     CMD_AUCTION_CLOSE, /* uncross at the equilibrium price, back to continuous trading */
     CMD_SETTLEMENT_SET_PRICE,
     CMD_SETTLEMENT_EXECUTE,
+    /* the time passes: closes K-line bars whose period ended (nothing else) */
+    CMD_CLOCK,
     CMD_TYPE_COUNT
 } command_type;
 
@@ -176,6 +180,7 @@ typedef enum event_type {
     EV_TRANSFER,        /* .transfer: a deposit or withdrawal */
     EV_ACCOUNT_SETTLED, /* .settlement: one account's daily settlement */
     EV_SETTLEMENT,      /* .settlement_result: the day was settled */
+    EV_KLINE,           /* a bar of .instrument closed: .kline of .kline_period */
 } event_type;
 
 typedef struct engine_event {
@@ -188,6 +193,8 @@ typedef struct engine_event {
     const capital_transfer *transfer;
     const account_settlement *settlement;
     const settlement_result *settlement_result;
+    const kline *kline;
+    kline_period kline_period;
 } engine_event;
 
 /* Receives every event while the command is applied; pointers are valid only during the call. */
@@ -207,6 +214,11 @@ size_t engine_default_instruments(instrument_spec *out, size_t max);
 /* ---- queries ---- */
 const char *engine_trading_day(const engine *e);
 uint64_t engine_commands_applied(const engine *e);
+/* The command clock: the latest time of an accepted command, epoch milliseconds. */
+int64_t engine_clock_ms(const engine *e);
+/* When the next K-line bar ends (epoch ms), INT64_MAX when no bar is open: a CMD_CLOCK at or
+ * after it closes the bar even if no trade comes. */
+int64_t engine_next_bar_close_ms(const engine *e);
 
 uint32_t engine_instrument_count(const engine *e);
 const instrument *engine_instrument_at(const engine *e, uint32_t slot);

@@ -20,6 +20,8 @@ struct engine {
     uint64_t match_seq;
     uint64_t txn_seq; /* capital transactions of the trading day */
     uint64_t commands_applied;
+    int64_t clock_ms;      /* the time of the latest accepted command */
+    int64_t next_close_ms; /* the earliest end of an open K-line bar, INT64_MAX when none */
 
     instrument *instruments;
     uint32_t n_instruments, cap_instruments;
@@ -86,6 +88,14 @@ int engine_add_instrument(engine *e, const instrument_spec *spec, engine_result 
 int engine_reserve_accounts(engine *e, uint32_t n);
 int engine_reserve_positions(engine *e, uint32_t n);
 int engine_add_settlement(engine *e, const settlement_result *sr);
+
+/* The bars an instrument has open may end earlier than the engine's next close. */
+void engine_note_bars(engine *e, const instrument *ins);
+/* Folds a match into the instrument's K-lines and recent trades (after its day statistics). */
+void engine_record_market_trade(engine *e, instrument *ins, const market_trade *mt,
+                                double amount, int64_t oi_before);
+/* Closes the bars that ended by the command clock. */
+void engine_close_due_bars(engine *e);
 
 /* matching.c */
 int matching_insert(engine *e, const command *cmd, engine_result *r);

@@ -92,6 +92,7 @@ int instrument_init(instrument *ins, const instrument_spec *spec) {
 }
 
 void instrument_free(instrument *ins) {
+    market_free(&ins->market);
     book_free(&ins->book);
 }
 

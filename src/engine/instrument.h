@@ -5,6 +5,7 @@
 #define QAEX_INSTRUMENT_H
 
 #include "engine/book.h"
+#include "engine/market.h"
 #include "engine/types.h"
 
 typedef struct instrument_spec {
@@ -46,6 +47,7 @@ typedef struct instrument {
     int64_t upper_tick, lower_tick;    /* the limit band */
     uint64_t exchange_seq;             /* last exchange_order_id issued */
     market_stats stats;
+    market_data market; /* K-lines and recent trades */
     book book;
 } instrument;
 

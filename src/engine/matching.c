@@ -269,7 +269,22 @@ static void execute_match(engine *e, uint32_t taker, uint32_t maker, int64_t qty
             engine_finish_order(e, sides[i]);
         }
     }
+    int64_t oi_before = ins->stats.open_interest;
     instrument_record_trade(ins, price, qty, qty * (n_open - 1), ts_ns);
+    const order *taker_order = &e->orders[taker];
+    uint32_t buyer = taker_order->direction == DIR_BUY ? taker_order->account
+                                                       : e->orders[maker].account;
+    uint32_t seller = taker_order->direction == DIR_BUY ? e->orders[maker].account
+                                                        : taker_order->account;
+    market_trade mt = {.ts_ns = ts_ns,
+                       .price = price,
+                       .volume = qty,
+                       .taker_side = taker_order->direction,
+                       .match_seq = match_seq,
+                       .buyer = buyer,
+                       .seller = seller};
+    engine_record_market_trade(e, ins, &mt, price * (double)qty * ins->spec.contract_multiplier,
+                               oi_before);
     engine_touch_instrument(e, e->orders[maker].instrument, true);
 }
 

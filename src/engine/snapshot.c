@@ -91,6 +91,43 @@ static void put_spec(sink *s, const instrument_spec *sp) {
     put_f64(s, sp->pre_close);
 }
 
+static void put_kline(sink *s, const kline *k) {
+    put_i64(s, k->start_ms);
+    put_f64(s, k->open);
+    put_f64(s, k->high);
+    put_f64(s, k->low);
+    put_f64(s, k->close);
+    put_i64(s, k->volume);
+    put_f64(s, k->amount);
+    put_i64(s, k->open_oi);
+    put_i64(s, k->close_oi);
+    put_i64(s, k->trades);
+}
+
+static void put_market(sink *s, const market_data *m) {
+    for (int p = 0; p < KLINE_PERIOD_COUNT; p++) {
+        uint32_t n = market_kline_count(m, (kline_period)p);
+        put_u64(s, n);
+        for (uint32_t i = 0; i < n; i++)
+            put_kline(s, market_kline_at(m, (kline_period)p, i));
+        const kline *cur = market_kline_current(m, (kline_period)p);
+        put_u64(s, cur != NULL);
+        if (cur) put_kline(s, cur);
+    }
+    uint32_t n = market_trade_count(m);
+    put_u64(s, n);
+    for (uint32_t i = n; i-- > 0;) { /* oldest first */
+        const market_trade *t = market_trade_at(m, i);
+        put_i64(s, t->ts_ns);
+        put_f64(s, t->price);
+        put_i64(s, t->volume);
+        put_u64(s, t->taker_side);
+        put_u64(s, t->match_seq);
+        put_u64(s, t->buyer);
+        put_u64(s, t->seller);
+    }
+}
+
 static void put_instrument(sink *s, const instrument *ins) {
     put_spec(s, &ins->spec);
     put_u64(s, ins->status);
@@ -111,6 +148,7 @@ static void put_instrument(sink *s, const instrument *ins) {
     put_f64(s, st->settlement_price);
     put_u64(s, st->has_trade);
     put_u64(s, st->settlement_price_set);
+    put_market(s, &ins->market);
 }
 
 static void put_position(sink *s, const position *p) {
@@ -230,11 +268,13 @@ static void put_config(sink *s, const engine_config *c) {
     put_u64(s, c->self_trade_prevention);
     put_u64(s, c->finished_orders_per_account);
     put_u64(s, c->trades_per_account);
+    put_u64(s, c->kline_history);
+    put_u64(s, c->recent_trades);
     PUT_STR(s, c->trading_day);
 }
 
 #define SNAPSHOT_MAGIC 0x31504e5358454151ULL /* "QAEXSNP1" */
-#define SNAPSHOT_VERSION 1
+#define SNAPSHOT_VERSION 2
 
 static void walk(sink *s, const engine *e, bool with_books) {
     put_config(s, &e->cfg);
@@ -243,6 +283,7 @@ static void walk(sink *s, const engine *e, bool with_books) {
     put_u64(s, e->trade_seq);
     put_u64(s, e->match_seq);
     put_u64(s, e->txn_seq);
+    put_i64(s, e->clock_ms);
     put_u64(s, e->n_instruments);
     for (uint32_t i = 0; i < e->n_instruments; i++)
         put_instrument(s, &e->instruments[i]);
@@ -506,11 +547,54 @@ static int rebuild_books(engine *e, uint32_t *resting, uint32_t n) {
     return 0;
 }
 
+static void get_kline(source *s, kline *k) {
+    k->start_ms = get_i64(s);
+    k->open = get_f64(s);
+    k->high = get_f64(s);
+    k->low = get_f64(s);
+    k->close = get_f64(s);
+    k->volume = get_i64(s);
+    k->amount = get_f64(s);
+    k->open_oi = get_i64(s);
+    k->close_oi = get_i64(s);
+    k->trades = get_i64(s);
+}
+
+static int get_market(source *s, market_data *m) {
+    for (int p = 0; p < KLINE_PERIOD_COUNT && !s->failed; p++) {
+        uint32_t n = get_count(s, "kline count");
+        for (uint32_t i = 0; i < n && !s->failed; i++) {
+            kline k;
+            get_kline(s, &k);
+            if (!s->failed && market_restore_kline(m, (kline_period)p, &k) != 0) return -1;
+        }
+        if (get_u32(s, 1, "kline in progress")) {
+            kline k;
+            get_kline(s, &k);
+            market_restore_current(m, (kline_period)p, &k);
+        }
+    }
+    uint32_t n = get_count(s, "market trade count");
+    for (uint32_t i = 0; i < n && !s->failed; i++) {
+        market_trade t;
+        t.ts_ns = get_i64(s);
+        t.price = get_f64(s);
+        t.volume = get_i64(s);
+        t.taker_side = (direction)get_u32(s, DIR_SELL, "taker side");
+        t.match_seq = get_u64(s);
+        t.buyer = get_u32(s, UINT32_MAX, "buyer");
+        t.seller = get_u32(s, UINT32_MAX, "seller");
+        if (!s->failed && market_restore_trade(m, &t) != 0) return -1;
+    }
+    return s->failed ? -1 : 0;
+}
+
 static int load_body(engine *e, source *s) {
     e->order_seq = get_u64(s);
     e->trade_seq = get_u64(s);
     e->match_seq = get_u64(s);
     e->txn_seq = get_u64(s);
+    e->clock_ms = get_i64(s);
     uint32_t n_ins = get_count(s, "instrument count");
     for (uint32_t i = 0; i < n_ins && !s->failed; i++) {
         instrument_spec spec;
@@ -542,6 +626,8 @@ static int load_body(engine *e, source *s) {
         st->settlement_price = get_f64(s);
         st->has_trade = get_u32(s, 1, "has_trade") != 0;
         st->settlement_price_set = get_u32(s, 1, "settlement_price_set") != 0;
+        if (get_market(s, &ins->market) != 0) return -1;
+        engine_note_bars(e, ins);
     }
     uint32_t n_acc = get_count(s, "account count");
     if (s->failed || engine_reserve_accounts(e, n_acc ? n_acc : 1) != 0) return -1;
@@ -702,6 +788,8 @@ engine *engine_snapshot_load(const unsigned char *data, size_t len, char *err, s
     cfg.self_trade_prevention = get_u32(&s, 1, "self_trade_prevention") != 0;
     cfg.finished_orders_per_account = get_u32(&s, UINT32_MAX, "finished orders");
     cfg.trades_per_account = get_u32(&s, UINT32_MAX, "trades");
+    cfg.kline_history = get_u32(&s, UINT32_MAX, "kline history");
+    cfg.recent_trades = get_u32(&s, UINT32_MAX, "recent trades");
     GET_STR(&s, cfg.trading_day);
     if (s.failed) return NULL;
     engine *e = engine_create(&cfg);

@@ -146,7 +146,9 @@ static void order_id_of(const gcmd *g, char *out) {
 static void expand(const gcmd *g, uint64_t i, command *c) {
     memset(c, 0, sizeof *c);
     c->type = (command_type)g->type;
-    c->ts_ns = T0_NS + (int64_t)(i + 1) * 1000;
+    /* 150 ms apart: the stream spans days, so bars of every period close, on trades and on the
+     * clock alone */
+    c->ts_ns = T0_NS + (int64_t)(i + 1) * 150000000;
     uint8_t k = g->ins <= N_INS ? g->ins : INS_UNKNOWN; /* ADD: ins is the spec index */
     const char *ins_name = g->alias ? ins_codes[k] : ins_ids[k];
     switch (g->type) {
@@ -645,6 +647,8 @@ static void gen_next(gen *g, uint64_t i, gcmd *c) {
             c->acc = (uint16_t)g->n_open; /* the next name with bad cash: 2003, opened later */
             c->value = -1.0;
         }
+    } else if (r < 9965) { /* the clock alone */
+        c->type = CMD_CLOCK;
     } else if (r < 9970) { /* delisting an instrument people hold: refused */
         c->type = CMD_INSTRUMENT_DELIST;
         c->ins = (uint8_t)pick_ins();
@@ -662,7 +666,7 @@ typedef struct tracker {
     bool second_half; /* digest_half accumulates */
     uint64_t digest;  /* all events */
     uint64_t digest_half;
-    uint64_t n_trades, n_liquidations, n_settled;
+    uint64_t n_trades, n_liquidations, n_settled, n_klines;
     double cash_in[MAX_ACCOUNTS];
     double commission[MAX_ACCOUNTS];
     double close_profit[MAX_ACCOUNTS];
@@ -755,6 +759,14 @@ static void on_event(void *ctx, const engine_event *ev) {
             h = mix(h, ev->settlement_result->settled_accounts);
             h = mix(h, dbits(ev->settlement_result->total_profit));
             t->n_settled++;
+            break;
+        case EV_KLINE:
+            t->n_klines++;
+            h = mix(h, (uint64_t)ev->kline_period);
+            h = mix(h, (uint64_t)ev->kline->start_ms);
+            h = mix(h, dbits(ev->kline->close));
+            h = mix(h, (uint64_t)ev->kline->volume);
+            h = mix(h, (uint64_t)ev->kline->close_oi);
             break;
         case EV_BOOK:
         case EV_TICK:
@@ -1190,6 +1202,8 @@ static void run_a(stream *s) {
     CHECK(t.n_settled >= s->n / SETTLE_EVERY - 1);
     CHECK(t.n_trades > s->n / 20);
     CHECK(t.n_liquidations > 0); /* the crash at the third settlement */
+    CHECK(t.n_klines > 0);
+    printf("A: %" PRIu64 " K-line bars closed\n", t.n_klines);
     engine_destroy(e);
 }
 
