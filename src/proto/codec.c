@@ -1,5 +1,6 @@
 /* JSON codecs of the REST API, the `type` protocol and QIFI. See codec.h for the contracts. */
 #include "proto/codec.h"
+#include "proto/json_builder.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,122 +13,6 @@
 /* ==========================================================================================
  * Building objects: one failure flag per object, so the encoders read as field lists
  * ========================================================================================== */
-
-typedef struct builder {
-    json_t *obj;
-    bool failed;
-} builder;
-
-static builder builder_new(void) {
-    builder b = {json_object(), false};
-    if (b.obj == NULL) b.failed = true;
-    return b;
-}
-
-/* Steals value; json_object_set_new releases it on every failure path, NULL included. */
-static void put(builder *b, const char *key, json_t *value) {
-    if (json_object_set_new(b->obj, key, value) != 0) b->failed = true;
-}
-
-/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), or 0. *truncated tells a sequence cut by the end of the
- * string from a malformed one. */
-static size_t utf8_sequence(const unsigned char *s, size_t avail, bool *truncated) {
-    unsigned char c = s[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF; /* the range of the second byte */
-    *truncated = false;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if (i >= avail) {
-            *truncated = true;
-            return 0;
-        }
-        unsigned char min = i == 1 ? lo : 0x80, max = i == 1 ? hi : 0xBF;
-        if (s[i] < min || s[i] > max) return 0;
-    }
-    return n;
-}
-
-/* jansson refuses invalid UTF-8. Engine strings normally come from JSON, but a name from the
- * config or a message cut by snprintf may end inside a multi-byte character. Such a string is
- * repaired (a cut final character dropped, any other malformed byte shown as '?') instead of
- * being reported as an allocation failure; a valid string is never altered. */
-static json_t *string_value(const char *s) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t len = strlen(s), i = 0;
-    bool truncated = false;
-    while (i < len) {
-        size_t n = utf8_sequence(u + i, len - i, &truncated);
-        if (n == 0) break;
-        i += n;
-    }
-    if (i == len) return json_stringn(s, len); /* valid: NULL here is an allocation failure */
-
-    char *copy = malloc(len + 1);
-    if (copy == NULL) return NULL;
-    size_t out = 0;
-    for (i = 0; i < len;) {
-        size_t n = utf8_sequence(u + i, len - i, &truncated);
-        if (n == 0 && truncated) break; /* the cut last character */
-        if (n == 0) {
-            copy[out++] = '?';
-            i++;
-            continue;
-        }
-        memcpy(copy + out, s + i, n);
-        out += n;
-        i += n;
-    }
-    json_t *v = json_stringn(copy, out);
-    free(copy);
-    return v;
-}
-
-static void put_str(builder *b, const char *key, const char *s) {
-    put(b, key, string_value(s ? s : ""));
-}
-
-/* A date field: null when the engine holds none. */
-static void put_date(builder *b, const char *key, const char *s) {
-    put(b, key, s && s[0] ? string_value(s) : json_null());
-}
-
-static json_t *real_value(double v) {
-    if (!isfinite(v)) return json_null();
-    return json_real(v == 0 ? 0.0 : v); /* no "-0.0" */
-}
-
-static void put_real(builder *b, const char *key, double v) {
-    put(b, key, real_value(v));
-}
-
-static void put_int(builder *b, const char *key, int64_t v) {
-    put(b, key, json_integer((json_int_t)v));
-}
-
-static void put_bool(builder *b, const char *key, bool v) {
-    put(b, key, json_boolean(v));
-}
-
-static json_t *builder_done(builder *b) {
-    if (!b->failed) return b->obj;
-    json_decref(b->obj);
-    return NULL;
-}
 
 static int64_t ms_of(int64_t ns) {
     int64_t ms = ns / 1000000;
@@ -143,43 +28,43 @@ static const char *account_id_of(const engine *e, uint32_t slot) {
  * Encoders
  * ========================================================================================== */
 
-static void put_account_fields(builder *b, const engine *e, const account *acc) {
+static void put_account_fields(json_builder *b, const engine *e, const account *acc) {
     account_view v;
     engine_account_view(e, acc, &v);
-    put_str(b, "user_id", acc->account_id);
-    put_str(b, "account_id", acc->account_id);
-    put_str(b, "portfolio_cookie", acc->user_id);
-    put_str(b, "account_name", acc->account_name);
-    put_str(b, "user_name", acc->account_name);
-    put_str(b, "currency", "CNY");
-    put_real(b, "pre_balance", acc->pre_balance);
-    put_real(b, "deposit", acc->deposit);
-    put_real(b, "withdraw", acc->withdraw);
-    put_real(b, "WithdrawQuota", v.withdraw_quota);
-    put_real(b, "static_balance", v.static_balance);
-    put_real(b, "close_profit", acc->close_profit);
-    put_real(b, "commission", acc->commission);
-    put_real(b, "premium", acc->premium);
-    put_real(b, "position_profit", v.position_profit);
-    put_real(b, "float_profit", v.float_profit);
-    put_real(b, "balance", v.balance);
-    put_real(b, "margin", v.margin);
-    put_real(b, "frozen_margin", acc->frozen_margin);
-    put_real(b, "frozen_commission", acc->frozen_commission);
-    put_real(b, "frozen_premium", acc->frozen_premium);
-    put_real(b, "available", v.available);
-    put_real(b, "risk_ratio", v.risk_ratio);
-    put_str(b, "risk_level", risk_level_name(risk_level_of(v.risk_ratio)));
-    put_bool(b, "is_frozen", acc->frozen);
-    put_real(b, "frozen", acc->frozen_margin + acc->frozen_commission + acc->frozen_premium);
-    put_real(b, "profit", v.balance - v.static_balance);
-    put_int(b, "created_at", ms_of(acc->created_ns));
+    jb_str(b, "user_id", acc->account_id);
+    jb_str(b, "account_id", acc->account_id);
+    jb_str(b, "portfolio_cookie", acc->user_id);
+    jb_str(b, "account_name", acc->account_name);
+    jb_str(b, "user_name", acc->account_name);
+    jb_str(b, "currency", "CNY");
+    jb_real(b, "pre_balance", acc->pre_balance);
+    jb_real(b, "deposit", acc->deposit);
+    jb_real(b, "withdraw", acc->withdraw);
+    jb_real(b, "WithdrawQuota", v.withdraw_quota);
+    jb_real(b, "static_balance", v.static_balance);
+    jb_real(b, "close_profit", acc->close_profit);
+    jb_real(b, "commission", acc->commission);
+    jb_real(b, "premium", acc->premium);
+    jb_real(b, "position_profit", v.position_profit);
+    jb_real(b, "float_profit", v.float_profit);
+    jb_real(b, "balance", v.balance);
+    jb_real(b, "margin", v.margin);
+    jb_real(b, "frozen_margin", acc->frozen_margin);
+    jb_real(b, "frozen_commission", acc->frozen_commission);
+    jb_real(b, "frozen_premium", acc->frozen_premium);
+    jb_real(b, "available", v.available);
+    jb_real(b, "risk_ratio", v.risk_ratio);
+    jb_str(b, "risk_level", risk_level_name(risk_level_of(v.risk_ratio)));
+    jb_bool(b, "is_frozen", acc->frozen);
+    jb_real(b, "frozen", acc->frozen_margin + acc->frozen_commission + acc->frozen_premium);
+    jb_real(b, "profit", v.balance - v.static_balance);
+    jb_int(b, "created_at", ms_of(acc->created_ns));
 }
 
 json_t *codec_account(const engine *e, const account *acc) {
-    builder b = builder_new();
+    json_builder b = jb_new();
     put_account_fields(&b, e, acc);
-    return builder_done(&b);
+    return jb_done(&b);
 }
 
 json_t *codec_position(const engine *e, const position *pos) {
@@ -187,57 +72,57 @@ json_t *codec_position(const engine *e, const position *pos) {
     const char *acc_id = account_id_of(e, pos->account);
     position_view v;
     engine_position_view(e, pos, &v);
-    builder b = builder_new();
-    put_str(&b, "user_id", acc_id);
-    put_str(&b, "account_id", acc_id);
-    put_str(&b, "exchange_id", ins ? ins->spec.exchange : "");
-    put_str(&b, "instrument_id", ins ? ins->spec.instrument_id : "");
+    json_builder b = jb_new();
+    jb_str(&b, "user_id", acc_id);
+    jb_str(&b, "account_id", acc_id);
+    jb_str(&b, "exchange_id", ins ? ins->spec.exchange : "");
+    jb_str(&b, "instrument_id", ins ? ins->spec.instrument_id : "");
 
-    put_int(&b, "volume_long_today", pos->volume_long_today);
-    put_int(&b, "volume_long_his", pos->volume_long_his);
-    put_int(&b, "volume_long", v.volume_long);
-    put_int(&b, "volume_long_frozen_today", pos->volume_long_frozen_today);
-    put_int(&b, "volume_long_frozen_his", pos->volume_long_frozen_his);
-    put_int(&b, "volume_long_frozen", pos->volume_long_frozen_today + pos->volume_long_frozen_his);
-    put_int(&b, "volume_long_yd", pos->volume_long_his);
-    put_int(&b, "volume_short_today", pos->volume_short_today);
-    put_int(&b, "volume_short_his", pos->volume_short_his);
-    put_int(&b, "volume_short", v.volume_short);
-    put_int(&b, "volume_short_frozen_today", pos->volume_short_frozen_today);
-    put_int(&b, "volume_short_frozen_his", pos->volume_short_frozen_his);
-    put_int(&b, "volume_short_frozen",
+    jb_int(&b, "volume_long_today", pos->volume_long_today);
+    jb_int(&b, "volume_long_his", pos->volume_long_his);
+    jb_int(&b, "volume_long", v.volume_long);
+    jb_int(&b, "volume_long_frozen_today", pos->volume_long_frozen_today);
+    jb_int(&b, "volume_long_frozen_his", pos->volume_long_frozen_his);
+    jb_int(&b, "volume_long_frozen", pos->volume_long_frozen_today + pos->volume_long_frozen_his);
+    jb_int(&b, "volume_long_yd", pos->volume_long_his);
+    jb_int(&b, "volume_short_today", pos->volume_short_today);
+    jb_int(&b, "volume_short_his", pos->volume_short_his);
+    jb_int(&b, "volume_short", v.volume_short);
+    jb_int(&b, "volume_short_frozen_today", pos->volume_short_frozen_today);
+    jb_int(&b, "volume_short_frozen_his", pos->volume_short_frozen_his);
+    jb_int(&b, "volume_short_frozen",
             pos->volume_short_frozen_today + pos->volume_short_frozen_his);
-    put_int(&b, "volume_short_yd", pos->volume_short_his);
-    put_int(&b, "pos_long_his", pos->volume_long_his);
-    put_int(&b, "pos_long_today", pos->volume_long_today);
-    put_int(&b, "pos_short_his", pos->volume_short_his);
-    put_int(&b, "pos_short_today", pos->volume_short_today);
+    jb_int(&b, "volume_short_yd", pos->volume_short_his);
+    jb_int(&b, "pos_long_his", pos->volume_long_his);
+    jb_int(&b, "pos_long_today", pos->volume_long_today);
+    jb_int(&b, "pos_short_his", pos->volume_short_his);
+    jb_int(&b, "pos_short_today", pos->volume_short_today);
 
-    put_real(&b, "open_price_long", v.open_price_long);
-    put_real(&b, "open_price_short", v.open_price_short);
-    put_real(&b, "open_cost_long", pos->open_cost_long);
-    put_real(&b, "open_cost_short", pos->open_cost_short);
-    put_real(&b, "position_price_long", v.position_price_long);
-    put_real(&b, "position_price_short", v.position_price_short);
-    put_real(&b, "position_cost_long", pos->position_cost_long);
-    put_real(&b, "position_cost_short", pos->position_cost_short);
-    put_real(&b, "last_price", v.last_price);
-    put_real(&b, "float_profit_long", v.float_profit_long);
-    put_real(&b, "float_profit_short", v.float_profit_short);
-    put_real(&b, "float_profit", v.float_profit);
-    put_real(&b, "position_profit_long", v.position_profit_long);
-    put_real(&b, "position_profit_short", v.position_profit_short);
-    put_real(&b, "position_profit", v.position_profit);
-    put_real(&b, "margin_long", pos->margin_long);
-    put_real(&b, "margin_short", pos->margin_short);
-    put_real(&b, "margin", v.margin);
-    put_real(&b, "frozen_margin", pos->frozen_margin);
+    jb_real(&b, "open_price_long", v.open_price_long);
+    jb_real(&b, "open_price_short", v.open_price_short);
+    jb_real(&b, "open_cost_long", pos->open_cost_long);
+    jb_real(&b, "open_cost_short", pos->open_cost_short);
+    jb_real(&b, "position_price_long", v.position_price_long);
+    jb_real(&b, "position_price_short", v.position_price_short);
+    jb_real(&b, "position_cost_long", pos->position_cost_long);
+    jb_real(&b, "position_cost_short", pos->position_cost_short);
+    jb_real(&b, "last_price", v.last_price);
+    jb_real(&b, "float_profit_long", v.float_profit_long);
+    jb_real(&b, "float_profit_short", v.float_profit_short);
+    jb_real(&b, "float_profit", v.float_profit);
+    jb_real(&b, "position_profit_long", v.position_profit_long);
+    jb_real(&b, "position_profit_short", v.position_profit_short);
+    jb_real(&b, "position_profit", v.position_profit);
+    jb_real(&b, "margin_long", pos->margin_long);
+    jb_real(&b, "margin_short", pos->margin_short);
+    jb_real(&b, "margin", v.margin);
+    jb_real(&b, "frozen_margin", pos->frozen_margin);
 
-    put_real(&b, "cost_long", v.open_price_long);
-    put_real(&b, "cost_short", v.open_price_short);
-    put_real(&b, "profit_long", v.float_profit_long);
-    put_real(&b, "profit_short", v.float_profit_short);
-    return builder_done(&b);
+    jb_real(&b, "cost_long", v.open_price_long);
+    jb_real(&b, "cost_short", v.open_price_short);
+    jb_real(&b, "profit_long", v.float_profit_long);
+    jb_real(&b, "profit_short", v.float_profit_short);
+    return jb_done(&b);
 }
 
 json_t *codec_order(const engine *e, const order *ord) {
@@ -245,38 +130,38 @@ json_t *codec_order(const engine *e, const order *ord) {
     const char *acc_id = account_id_of(e, ord->account);
     char exchange_order_id[QAEX_ID_LEN];
     engine_order_exchange_id(e, ord, exchange_order_id, sizeof exchange_order_id);
-    builder b = builder_new();
-    put_str(&b, "order_id", ord->order_id);
-    put_str(&b, "exchange_order_id", exchange_order_id);
-    put_int(&b, "seqno", (int64_t)ord->seq);
-    put_str(&b, "account_id", acc_id);
-    put_str(&b, "user_id", acc_id);
-    put_str(&b, "instrument_id", ins ? ins->spec.instrument_id : "");
-    put_str(&b, "exchange_id", ins ? ins->spec.exchange : "");
-    put_str(&b, "direction", direction_name(ord->direction));
-    put_str(&b, "offset", offset_name(ord->offset));
-    put_str(&b, "price_type", price_type_name(ord->price_type));
-    put_str(&b, "order_type", ord->price_type == PRICE_ANY ? "MARKET" : "LIMIT");
-    put_real(&b, "limit_price", ord->limit_price);
-    put_real(&b, "price", ord->limit_price);
-    put_int(&b, "volume_orign", ord->volume_orign);
-    put_int(&b, "volume", ord->volume_orign);
-    put_int(&b, "volume_left", ord->volume_left);
-    put_int(&b, "filled_volume", ord->volume_orign - ord->volume_left);
-    put_str(&b, "time_condition", time_condition_name(ord->time_condition));
-    put_str(&b, "volume_condition", volume_condition_name(ord->volume_condition));
-    put_str(&b, "status", order_status_name(ord->status));
-    put_real(&b, "frozen_margin", ord->frozen_margin);
-    put_real(&b, "frozen_commission", ord->frozen_commission);
-    put_str(&b, "last_msg", ord->last_msg);
-    put_int(&b, "insert_date_time", ms_of(ord->insert_ns));
-    put_int(&b, "submit_time", ms_of(ord->insert_ns));
-    put_int(&b, "update_time", ms_of(ord->update_ns));
-    put_int(&b, "towards", towards_of(ord->direction, ord->offset));
-    return builder_done(&b);
+    json_builder b = jb_new();
+    jb_str(&b, "order_id", ord->order_id);
+    jb_str(&b, "exchange_order_id", exchange_order_id);
+    jb_int(&b, "seqno", (int64_t)ord->seq);
+    jb_str(&b, "account_id", acc_id);
+    jb_str(&b, "user_id", acc_id);
+    jb_str(&b, "instrument_id", ins ? ins->spec.instrument_id : "");
+    jb_str(&b, "exchange_id", ins ? ins->spec.exchange : "");
+    jb_str(&b, "direction", direction_name(ord->direction));
+    jb_str(&b, "offset", offset_name(ord->offset));
+    jb_str(&b, "price_type", price_type_name(ord->price_type));
+    jb_str(&b, "order_type", ord->price_type == PRICE_ANY ? "MARKET" : "LIMIT");
+    jb_real(&b, "limit_price", ord->limit_price);
+    jb_real(&b, "price", ord->limit_price);
+    jb_int(&b, "volume_orign", ord->volume_orign);
+    jb_int(&b, "volume", ord->volume_orign);
+    jb_int(&b, "volume_left", ord->volume_left);
+    jb_int(&b, "filled_volume", ord->volume_orign - ord->volume_left);
+    jb_str(&b, "time_condition", time_condition_name(ord->time_condition));
+    jb_str(&b, "volume_condition", volume_condition_name(ord->volume_condition));
+    jb_str(&b, "status", order_status_name(ord->status));
+    jb_real(&b, "frozen_margin", ord->frozen_margin);
+    jb_real(&b, "frozen_commission", ord->frozen_commission);
+    jb_str(&b, "last_msg", ord->last_msg);
+    jb_int(&b, "insert_date_time", ms_of(ord->insert_ns));
+    jb_int(&b, "submit_time", ms_of(ord->insert_ns));
+    jb_int(&b, "update_time", ms_of(ord->update_ns));
+    jb_int(&b, "towards", towards_of(ord->direction, ord->offset));
+    return jb_done(&b);
 }
 
-static void put_trade_fields(builder *b, const engine *e, const trade *trd) {
+static void put_trade_fields(json_builder *b, const engine *e, const trade *trd) {
     const instrument *ins = engine_instrument_of(e, trd->instrument);
     const char *acc_id = account_id_of(e, trd->account);
     char trade_id[32], match_id[32], exchange_order_id[QAEX_ID_LEN];
@@ -292,57 +177,57 @@ static void put_trade_fields(builder *b, const engine *e, const trade *trd) {
         engine_order_exchange_id(e, &stub, exchange_order_id, sizeof exchange_order_id);
     else
         exchange_order_id[0] = '\0';
-    put_str(b, "trade_id", trade_id);
-    put_str(b, "order_id", trd->order_id);
-    put_str(b, "exchange_order_id", exchange_order_id);
-    put_str(b, "exchange_trade_id", match_id);
-    put_str(b, "account_id", acc_id);
-    put_str(b, "user_id", acc_id);
-    put_str(b, "instrument_id", ins ? ins->spec.instrument_id : "");
-    put_str(b, "exchange_id", ins ? ins->spec.exchange : "");
-    put_str(b, "direction", direction_name(trd->direction));
-    put_str(b, "offset", offset_name(trd->offset));
-    put_real(b, "price", trd->price);
-    put_int(b, "volume", trd->volume);
-    put_real(b, "commission", trd->commission);
-    put_real(b, "close_profit", trd->close_profit);
-    put_int(b, "trade_date_time", ms_of(trd->trade_ns));
-    put_int(b, "timestamp", ms_of(trd->trade_ns));
-    put_bool(b, "is_taker", trd->is_taker);
-    put_bool(b, "is_liquidation", trd->is_liquidation);
-    put_int(b, "towards", towards_of(trd->direction, trd->offset));
+    jb_str(b, "trade_id", trade_id);
+    jb_str(b, "order_id", trd->order_id);
+    jb_str(b, "exchange_order_id", exchange_order_id);
+    jb_str(b, "exchange_trade_id", match_id);
+    jb_str(b, "account_id", acc_id);
+    jb_str(b, "user_id", acc_id);
+    jb_str(b, "instrument_id", ins ? ins->spec.instrument_id : "");
+    jb_str(b, "exchange_id", ins ? ins->spec.exchange : "");
+    jb_str(b, "direction", direction_name(trd->direction));
+    jb_str(b, "offset", offset_name(trd->offset));
+    jb_real(b, "price", trd->price);
+    jb_int(b, "volume", trd->volume);
+    jb_real(b, "commission", trd->commission);
+    jb_real(b, "close_profit", trd->close_profit);
+    jb_int(b, "trade_date_time", ms_of(trd->trade_ns));
+    jb_int(b, "timestamp", ms_of(trd->trade_ns));
+    jb_bool(b, "is_taker", trd->is_taker);
+    jb_bool(b, "is_liquidation", trd->is_liquidation);
+    jb_int(b, "towards", towards_of(trd->direction, trd->offset));
 }
 
 json_t *codec_trade(const engine *e, const trade *trd) {
-    builder b = builder_new();
+    json_builder b = jb_new();
     put_trade_fields(&b, e, trd);
-    return builder_done(&b);
+    return jb_done(&b);
 }
 
 json_t *codec_instrument(const engine *e, const instrument *ins) {
     const instrument_spec *s = &ins->spec;
-    builder b = builder_new();
-    put_str(&b, "instrument_id", s->instrument_id);
-    put_str(&b, "instrument_name", s->instrument_name);
-    put_str(&b, "instrument_type", instrument_type_name(s->instrument_type));
-    put_str(&b, "exchange", s->exchange);
-    put_int(&b, "contract_multiplier", s->contract_multiplier);
-    put_real(&b, "price_tick", s->price_tick);
-    put_real(&b, "margin_rate", s->margin_rate);
-    put_real(&b, "commission_rate", s->commission_rate);
-    put_real(&b, "commission_per_lot", s->commission_per_lot);
-    put_real(&b, "limit_up_rate", s->limit_up_rate);
-    put_real(&b, "limit_down_rate", s->limit_down_rate);
-    put_date(&b, "list_date", s->list_date);
-    put_date(&b, "expire_date", s->expire_date);
-    put_str(&b, "status", instrument_status_name(ins->status));
-    put_real(&b, "pre_settlement", s->pre_settlement);
-    put_real(&b, "pre_close", s->pre_close);
-    put_real(&b, "upper_limit", instrument_upper_limit(ins));
-    put_real(&b, "lower_limit", instrument_lower_limit(ins));
-    put_real(&b, "last_price", instrument_mark_price(ins));
-    put_bool(&b, "in_auction", ins->in_auction);
-    return builder_done(&b);
+    json_builder b = jb_new();
+    jb_str(&b, "instrument_id", s->instrument_id);
+    jb_str(&b, "instrument_name", s->instrument_name);
+    jb_str(&b, "instrument_type", instrument_type_name(s->instrument_type));
+    jb_str(&b, "exchange", s->exchange);
+    jb_int(&b, "contract_multiplier", s->contract_multiplier);
+    jb_real(&b, "price_tick", s->price_tick);
+    jb_real(&b, "margin_rate", s->margin_rate);
+    jb_real(&b, "commission_rate", s->commission_rate);
+    jb_real(&b, "commission_per_lot", s->commission_per_lot);
+    jb_real(&b, "limit_up_rate", s->limit_up_rate);
+    jb_real(&b, "limit_down_rate", s->limit_down_rate);
+    jb_date(&b, "list_date", s->list_date);
+    jb_date(&b, "expire_date", s->expire_date);
+    jb_str(&b, "status", instrument_status_name(ins->status));
+    jb_real(&b, "pre_settlement", s->pre_settlement);
+    jb_real(&b, "pre_close", s->pre_close);
+    jb_real(&b, "upper_limit", instrument_upper_limit(ins));
+    jb_real(&b, "lower_limit", instrument_lower_limit(ins));
+    jb_real(&b, "last_price", instrument_mark_price(ins));
+    jb_bool(&b, "in_auction", ins->in_auction);
+    return jb_done(&b);
 }
 
 /* "YYYY-MM-DD HH:MM:SS" in China Standard Time (UTC+8, no daylight saving), independent of TZ. */
@@ -390,65 +275,65 @@ json_t *codec_qifi(const engine *e, const account *acc) {
     engine_account_view(e, acc, &v);
     char updatetime[32];
     format_china_time(latest_ns, updatetime, sizeof updatetime);
-    builder b = builder_new();
-    put_str(&b, "account_cookie", acc->account_id);
-    put_str(&b, "portfolio_cookie", acc->user_id);
-    put_str(&b, "user_cookie", acc->user_id);
-    put_str(&b, "investor_name", acc->account_name);
-    put_str(&b, "broker", "QAExchange");
-    put_str(&b, "broker_name", "QAExchange");
-    put_str(&b, "market_type", "future");
-    put_str(&b, "running_environment", "sim");
-    put_str(&b, "trading_day", engine_trading_day(e));
-    put_str(&b, "updatetime", updatetime);
-    put_real(&b, "money", v.available);
-    put(&b, "accounts", codec_account(e, acc));
-    put(&b, "positions", positions);
-    put(&b, "orders", orders);
-    put(&b, "trades", trades);
-    put(&b, "banks", json_object());
-    put(&b, "transfers", json_object());
-    put(&b, "event", json_object());
-    put(&b, "settlement", json_object());
-    put(&b, "frozen", json_object());
-    return builder_done(&b);
+    json_builder b = jb_new();
+    jb_str(&b, "account_cookie", acc->account_id);
+    jb_str(&b, "portfolio_cookie", acc->user_id);
+    jb_str(&b, "user_cookie", acc->user_id);
+    jb_str(&b, "investor_name", acc->account_name);
+    jb_str(&b, "broker", "QAExchange");
+    jb_str(&b, "broker_name", "QAExchange");
+    jb_str(&b, "market_type", "future");
+    jb_str(&b, "running_environment", "sim");
+    jb_str(&b, "trading_day", engine_trading_day(e));
+    jb_str(&b, "updatetime", updatetime);
+    jb_real(&b, "money", v.available);
+    jb_put(&b, "accounts", codec_account(e, acc));
+    jb_put(&b, "positions", positions);
+    jb_put(&b, "orders", orders);
+    jb_put(&b, "trades", trades);
+    jb_put(&b, "banks", json_object());
+    jb_put(&b, "transfers", json_object());
+    jb_put(&b, "event", json_object());
+    jb_put(&b, "settlement", json_object());
+    jb_put(&b, "frozen", json_object());
+    return jb_done(&b);
 }
 
 json_t *codec_settlement_result(const settlement_result *sr) {
     json_t *closed = json_array();
     for (uint32_t i = 0; closed && i < sr->force_closed_count; i++) {
-        if (json_array_append_new(closed, string_value(sr->force_closed_accounts[i])) != 0) {
+        if (json_array_append_new(closed, jb_string(sr->force_closed_accounts[i])) != 0) {
             json_decref(closed);
             closed = NULL;
         }
     }
-    builder b = builder_new();
-    put_str(&b, "settlement_date", sr->settlement_date);
-    put_int(&b, "total_accounts", sr->total_accounts);
-    put_int(&b, "settled_accounts", sr->settled_accounts);
-    put_int(&b, "failed_accounts", sr->failed_accounts);
-    put(&b, "force_closed_accounts", closed);
-    put_int(&b, "force_closed_count", sr->force_closed_count);
-    put_real(&b, "total_commission", sr->total_commission);
-    put_real(&b, "total_profit", sr->total_profit);
-    put_int(&b, "timestamp", ms_of(sr->ts_ns));
-    return builder_done(&b);
+    json_builder b = jb_new();
+    jb_str(&b, "settlement_date", sr->settlement_date);
+    jb_int(&b, "total_accounts", sr->total_accounts);
+    jb_int(&b, "settled_accounts", sr->settled_accounts);
+    jb_int(&b, "failed_accounts", sr->failed_accounts);
+    jb_put(&b, "force_closed_accounts", closed);
+    jb_int(&b, "force_closed_count", sr->force_closed_count);
+    jb_real(&b, "total_commission", sr->total_commission);
+    jb_real(&b, "total_profit", sr->total_profit);
+    jb_int(&b, "timestamp", ms_of(sr->ts_ns));
+    return jb_done(&b);
 }
 
 json_t *codec_account_settlement(const account_settlement *as) {
     const char *acc_id = as->account ? as->account->account_id : "";
-    builder b = builder_new();
-    put_str(&b, "user_id", acc_id);
-    put_str(&b, "account_id", acc_id);
-    put_str(&b, "date", as->date);
-    put_real(&b, "pre_balance", as->pre_balance);
-    put_real(&b, "balance", as->balance);
-    put_real(&b, "close_profit", as->close_profit);
-    put_real(&b, "position_profit", as->position_profit);
-    put_real(&b, "commission", as->commission);
-    put_real(&b, "risk_ratio", as->risk_ratio);
-    put_bool(&b, "force_close", as->force_close);
-    return builder_done(&b);
+    json_builder b = jb_new();
+    jb_str(&b, "user_id", acc_id);
+    jb_str(&b, "account_id", acc_id);
+    jb_str(&b, "date", as->date);
+    jb_real(&b, "pre_balance", as->pre_balance);
+    jb_real(&b, "balance", as->balance);
+    jb_real(&b, "close_profit", as->close_profit);
+    jb_real(&b, "position_profit", as->position_profit);
+    jb_real(&b, "commission", as->commission);
+    jb_real(&b, "risk_ratio", as->risk_ratio);
+    jb_bool(&b, "force_close", as->force_close);
+    return jb_done(&b);
 }
 
 /* ==========================================================================================
@@ -457,22 +342,22 @@ json_t *codec_account_settlement(const account_settlement *as) {
 
 json_t *codec_envelope_ok(json_t *data) {
     if (data == NULL) return NULL; /* the encoder that made it failed: so does the envelope */
-    builder b = builder_new();
-    put_bool(&b, "success", true);
-    put(&b, "data", data);
-    put(&b, "error", json_null());
-    return builder_done(&b);
+    json_builder b = jb_new();
+    jb_bool(&b, "success", true);
+    jb_put(&b, "data", data);
+    jb_put(&b, "error", json_null());
+    return jb_done(&b);
 }
 
 json_t *codec_envelope_error(int code, const char *message) {
-    builder err = builder_new();
-    put_int(&err, "code", code);
-    put_str(&err, "message", message);
-    builder b = builder_new();
-    put_bool(&b, "success", false);
-    put(&b, "data", json_null());
-    put(&b, "error", builder_done(&err));
-    return builder_done(&b);
+    json_builder err = jb_new();
+    jb_int(&err, "code", code);
+    jb_str(&err, "message", message);
+    json_builder b = jb_new();
+    jb_bool(&b, "success", false);
+    jb_put(&b, "data", json_null());
+    jb_put(&b, "error", jb_done(&err));
+    return jb_done(&b);
 }
 
 int codec_http_status(int error_code) {
@@ -530,48 +415,48 @@ int codec_command_http_status(command_type type, int code) {
 }
 
 json_t *codec_ws_error(int code, const char *message) {
-    builder b = builder_new();
-    put_str(&b, "type", "error");
-    put_int(&b, "code", code);
-    put_str(&b, "message", message);
-    return builder_done(&b);
+    json_builder b = jb_new();
+    jb_str(&b, "type", "error");
+    jb_int(&b, "code", code);
+    jb_str(&b, "message", message);
+    return jb_done(&b);
 }
 
 json_t *codec_ws_order_response(int code, const char *order_id, const char *message) {
-    builder b = builder_new();
-    put_str(&b, "type", "order_response");
-    put_bool(&b, "success", code == 0);
-    put(&b, "order_id", code == 0 && order_id ? string_value(order_id) : json_null());
-    put(&b, "error_code", code == 0 ? json_null() : json_integer(code));
-    put(&b, "error_message", code == 0 ? json_null() : string_value(message ? message : ""));
-    if (code == 0) put_str(&b, "message", message && message[0] ? message : "Order submitted");
-    return builder_done(&b);
+    json_builder b = jb_new();
+    jb_str(&b, "type", "order_response");
+    jb_bool(&b, "success", code == 0);
+    jb_put(&b, "order_id", code == 0 && order_id ? jb_string(order_id) : json_null());
+    jb_put(&b, "error_code", code == 0 ? json_null() : json_integer(code));
+    jb_put(&b, "error_message", code == 0 ? json_null() : jb_string(message ? message : ""));
+    if (code == 0) jb_str(&b, "message", message && message[0] ? message : "Order submitted");
+    return jb_done(&b);
 }
 
 json_t *codec_ws_order_status(const engine *e, const order *ord) {
-    builder b = builder_new();
-    put_str(&b, "type", "order_status");
-    put_str(&b, "order_id", ord->order_id);
-    put_str(&b, "status", order_status_name(ord->status));
-    put_int(&b, "filled_volume", ord->volume_orign - ord->volume_left);
-    put_int(&b, "remaining_volume", ord->volume_left);
-    put_int(&b, "timestamp", ms_of(ord->update_ns));
-    return builder_done(&b);
+    json_builder b = jb_new();
+    jb_str(&b, "type", "order_status");
+    jb_str(&b, "order_id", ord->order_id);
+    jb_str(&b, "status", order_status_name(ord->status));
+    jb_int(&b, "filled_volume", ord->volume_orign - ord->volume_left);
+    jb_int(&b, "remaining_volume", ord->volume_left);
+    jb_int(&b, "timestamp", ms_of(ord->update_ns));
+    return jb_done(&b);
 }
 
 json_t *codec_ws_trade(const engine *e, const trade *trd) {
-    builder b = builder_new();
-    put_str(&b, "type", "trade");
+    json_builder b = jb_new();
+    jb_str(&b, "type", "trade");
     put_trade_fields(&b, e, trd);
-    return builder_done(&b);
+    return jb_done(&b);
 }
 
 json_t *codec_ws_account_update(const engine *e, const account *acc, int64_t timestamp_ms) {
-    builder b = builder_new();
-    put_str(&b, "type", "account_update");
+    json_builder b = jb_new();
+    jb_str(&b, "type", "account_update");
     put_account_fields(&b, e, acc);
-    put_int(&b, "timestamp", timestamp_ms);
-    return builder_done(&b);
+    jb_int(&b, "timestamp", timestamp_ms);
+    return jb_done(&b);
 }
 
 /* ==========================================================================================
