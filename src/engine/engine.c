@@ -830,8 +830,8 @@ void engine_note_bars(engine *e, const instrument *ins) {
     if (next < e->next_close_ms) e->next_close_ms = next;
 }
 
-void engine_record_market_trade(engine *e, instrument *ins, const market_trade *mt,
-                                double amount, int64_t oi_before) {
+void engine_record_market_trade(engine *e, instrument *ins, const market_trade *mt, double amount,
+                                int64_t oi_before) {
     kline_ctx ctx = {e, ins};
     (void)market_record_trade(&ins->market, mt, amount, oi_before, ins->stats.open_interest,
                               kline_closed, &ctx);

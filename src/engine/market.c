@@ -27,13 +27,13 @@ int kline_period_parse(const char *text, kline_period *out) {
         const char *name;
         kline_period p;
     } aliases[] = {
-        {"3s", KLINE_3S},       {"3", KLINE_3S},         {"1min", KLINE_1MIN},
-        {"1m", KLINE_1MIN},     {"60s", KLINE_1MIN},     {"60", KLINE_1MIN},
-        {"5min", KLINE_5MIN},   {"5m", KLINE_5MIN},      {"300", KLINE_5MIN},
-        {"15min", KLINE_15MIN}, {"15m", KLINE_15MIN},    {"900", KLINE_15MIN},
-        {"30min", KLINE_30MIN}, {"30m", KLINE_30MIN},    {"1800", KLINE_30MIN},
-        {"60min", KLINE_60MIN}, {"1h", KLINE_60MIN},     {"60m", KLINE_60MIN},
-        {"3600", KLINE_60MIN},  {"day", KLINE_DAY},      {"1d", KLINE_DAY},
+        {"3s", KLINE_3S},       {"3", KLINE_3S},      {"1min", KLINE_1MIN},
+        {"1m", KLINE_1MIN},     {"60s", KLINE_1MIN},  {"60", KLINE_1MIN},
+        {"5min", KLINE_5MIN},   {"5m", KLINE_5MIN},   {"300", KLINE_5MIN},
+        {"15min", KLINE_15MIN}, {"15m", KLINE_15MIN}, {"900", KLINE_15MIN},
+        {"30min", KLINE_30MIN}, {"30m", KLINE_30MIN}, {"1800", KLINE_30MIN},
+        {"60min", KLINE_60MIN}, {"1h", KLINE_60MIN},  {"60m", KLINE_60MIN},
+        {"3600", KLINE_60MIN},  {"day", KLINE_DAY},   {"1d", KLINE_DAY},
         {"d", KLINE_DAY},       {"86400", KLINE_DAY},
     };
     if (text == NULL) return -1;

@@ -272,10 +272,10 @@ static void execute_match(engine *e, uint32_t taker, uint32_t maker, int64_t qty
     int64_t oi_before = ins->stats.open_interest;
     instrument_record_trade(ins, price, qty, qty * (n_open - 1), ts_ns);
     const order *taker_order = &e->orders[taker];
-    uint32_t buyer = taker_order->direction == DIR_BUY ? taker_order->account
-                                                       : e->orders[maker].account;
-    uint32_t seller = taker_order->direction == DIR_BUY ? e->orders[maker].account
-                                                        : taker_order->account;
+    uint32_t buyer =
+        taker_order->direction == DIR_BUY ? taker_order->account : e->orders[maker].account;
+    uint32_t seller =
+        taker_order->direction == DIR_BUY ? e->orders[maker].account : taker_order->account;
     market_trade mt = {.ts_ns = ts_ns,
                        .price = price,
                        .volume = qty,

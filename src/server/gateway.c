@@ -46,6 +46,7 @@ typedef struct shared_msg {
 typedef struct outq_item {
     shared_msg *msg;
     bool droppable;
+    uint64_t conflate_key; /* nonzero: a newer push with the same key replaces this one */
     struct outq_item *next;
 } outq_item;
 
@@ -181,7 +182,20 @@ static void session_drop_oldest_market(session *s) {
     s->droppable_backlog--;
 }
 
-static void session_send(session *s, shared_msg *m, bool droppable) {
+/* Puts m in place of a queued, unsent message with the same conflation key; false when none. */
+static bool session_conflate(session *s, shared_msg *m, uint64_t key) {
+    for (outq_item *it = s->out_head; it; it = it->next)
+        if (it->conflate_key == key) {
+            msg_release(it->msg);
+            m->refs++;
+            it->msg = m;
+            return true;
+        }
+    return false;
+}
+
+static void session_send_keyed(session *s, shared_msg *m, bool droppable, uint64_t key) {
+    if (key && s->droppable_backlog > 0 && session_conflate(s, m, key)) return;
     if (droppable && s->droppable_backlog >= WS_SOFT_BACKLOG) session_drop_oldest_market(s);
     if (s->backlog >= WS_HARD_BACKLOG) {
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
@@ -192,6 +206,7 @@ static void session_send(session *s, shared_msg *m, bool droppable) {
     m->refs++;
     it->msg = m;
     it->droppable = droppable;
+    it->conflate_key = key;
     it->next = NULL;
     if (s->out_tail)
         s->out_tail->next = it;
@@ -201,6 +216,10 @@ static void session_send(session *s, shared_msg *m, bool droppable) {
     s->backlog++;
     if (droppable) s->droppable_backlog++;
     lws_callback_on_writable(s->wsi);
+}
+
+static void session_send(session *s, shared_msg *m, bool droppable) {
+    session_send_keyed(s, m, droppable, 0);
 }
 
 static void session_send_text(session *s, const char *text) {
@@ -318,11 +337,14 @@ static void deliver_to_topic(gateway *g, const char *name, shared_msg *m, const 
     topic *t = topic_find(g, name, false);
     if (t == NULL) return;
     bool market = r->kind == REPLY_PUSH_INSTRUMENT;
+    uint64_t key = 0;
+    if (market && (r->channel & CHANNELS_CONFLATED))
+        key = idmap_hash_str(r->channel, r->topic) | 1; /* never 0 */
     for (uint32_t i = 0; i < t->n; i++) {
         session *s = conn_find(g, t->conns[i]);
         if (s == NULL || s->is_diff) continue;
         if (market && !(s->channels & r->channel)) continue;
-        session_send(s, m, market);
+        session_send_keyed(s, m, market, key);
     }
 }
 
@@ -454,6 +476,40 @@ static int64_t query_int(session *s, const char *name, int64_t def) {
     char *end;
     long long v = strtoll(buf, &end, 10);
     return *end == '\0' && end != buf ? v : def;
+}
+
+/* A URL argument that must be an integer in [min, max] when present: false (and the 400 is
+ * sent) when it is not, naming the argument and the value received. */
+static bool query_int_in(session *s, const char *name, int64_t def, int64_t min, int64_t max,
+                         int64_t *out) {
+    char buf[64];
+    *out = def;
+    if (!url_arg(s->wsi, name, buf, sizeof buf)) return true;
+    char *end;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (*end != '\0' || end == buf || errno != 0 || v < min || v > max) {
+        respond_error(s, 400, ERR_BAD_MESSAGE, "%.*s must be an integer in [%lld, %lld], got '%s'",
+                      (int)strlen(name) - 1, name, (long long)min, (long long)max, buf);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* The period and window of a K-line request: false when answered with an error. */
+static bool kline_args(session *s, const char *period_text, request *rq) {
+    kline_period p;
+    if (kline_period_parse(period_text, &p) != 0) {
+        respond_error(s, 400, ERR_BAD_MESSAGE,
+                      "unknown K-line period '%s' (3s, 1min, 5min, 15min, 30min, 60min, day)",
+                      period_text);
+        return false;
+    }
+    rq->num1 = p;
+    return query_int_in(s, "count=", 100, 1, 100000, &rq->num2) &&
+           query_int_in(s, "start=", 0, 0, INT64_MAX, &rq->start_ms) &&
+           query_int_in(s, "end=", 0, 0, INT64_MAX, &rq->end_ms);
 }
 
 static void query_str(session *s, const char *name, char *out, size_t cap) {
@@ -597,9 +653,31 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
         else if (n == 4 && seg_is(seg, n, 2, "orderbook")) {
             rq.route = ROUTE_ORDERBOOK;
             copy_id(rq.key, sizeof rq.key, seg[3]);
-            rq.num1 = query_int(s, "depth=", 5);
+            if (!query_int_in(s, "depth=", 5, 1, 50, &rq.num1)) return;
+        } else if (n == 4 && seg_is(seg, n, 2, "recent-trades")) {
+            rq.route = ROUTE_RECENT_TRADES;
+            copy_id(rq.key, sizeof rq.key, seg[3]);
+            if (!query_int_in(s, "limit=", 100, 1, 100000, &rq.num2)) return;
+        } else if (n == 3 && seg_is(seg, n, 2, "transactions")) {
+            rq.route = ROUTE_TRANSACTIONS;
+            query_str(s, "instrument_id=", rq.key, sizeof rq.key);
+            if (!query_int_in(s, "limit=", 100, 1, 100000, &rq.num2)) return;
+        } else if (n == 3 && seg_is(seg, n, 2, "order-stats")) {
+            rq.route = ROUTE_ORDER_STATS;
+        } else if (n == 3 && seg_is(seg, n, 2, "symbols")) {
+            rq.route = ROUTE_SYMBOLS;
+        } else if (n == 4 && seg_is(seg, n, 2, "kline")) {
+            char period[16];
+            if (!url_arg(s->wsi, "period=", period, sizeof period)) snprintf(period, 16, "1min");
+            rq.route = ROUTE_KLINES;
+            copy_id(rq.key, sizeof rq.key, seg[3]);
+            if (!kline_args(s, period, &rq)) return;
         } else
             goto not_found;
+    } else if (seg_is(seg, n, 1, "klines") && n == 4) {
+        rq.route = ROUTE_KLINES;
+        copy_id(rq.key, sizeof rq.key, seg[2]);
+        if (!kline_args(s, seg[3], &rq)) return;
     } else {
         goto not_found;
     }
@@ -660,6 +738,7 @@ static uint32_t channel_of(const char *name) {
     if (strcmp(name, "orderbook") == 0 || strcmp(name, "depth") == 0) return CHANNEL_ORDERBOOK;
     if (strcmp(name, "ticker") == 0 || strcmp(name, "tick") == 0) return CHANNEL_TICKER;
     if (strcmp(name, "account_update") == 0 || strcmp(name, "account") == 0) return CHANNEL_ACCOUNT;
+    if (strcmp(name, "kline") == 0 || strcmp(name, "klines") == 0) return CHANNEL_KLINE;
     return 0;
 }
 

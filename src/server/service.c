@@ -1,6 +1,7 @@
 #include "server/service.h"
 
 #include "proto/codec.h"
+#include "proto/market_codec.h"
 #include "server/spsc.h"
 
 #include <errno.h>
@@ -129,55 +130,6 @@ static int64_t ms_of(int64_t ns) {
     return ns / 1000000;
 }
 
-static json_t *book_side(const engine *e, const instrument *ins, direction side, int depth) {
-    int64_t ticks[64], vols[64];
-    if (depth > 64) depth = 64;
-    int n = book_depth(&ins->book, side, depth, ticks, vols);
-    json_t *arr = json_array();
-    for (int i = 0; i < n && arr; i++)
-        json_array_append_new(arr, json_pack("{s:f, s:I}", "price",
-                                             instrument_tick_to_price(ins, ticks[i]), "volume",
-                                             (json_int_t)vols[i]));
-    (void)e;
-    return arr;
-}
-
-static json_t *orderbook_json(const engine *e, const instrument *ins, int depth, int64_t ts_ns) {
-    return json_pack("{s:s, s:o, s:o, s:I}", "instrument_id", ins->spec.instrument_id, "bids",
-                     book_side(e, ins, DIR_BUY, depth), "asks", book_side(e, ins, DIR_SELL, depth),
-                     "timestamp", (json_int_t)ms_of(ts_ns));
-}
-
-static json_t *tick_json(const engine *e, const instrument *ins, int64_t ts_ns) {
-    int64_t bt = 0, bv = 0, at = 0, av = 0;
-    int nb = book_depth(&ins->book, DIR_BUY, 1, &bt, &bv);
-    int na = book_depth(&ins->book, DIR_SELL, 1, &at, &av);
-    const market_stats *st = &ins->stats;
-    json_t *t = json_object();
-    if (t == NULL) return NULL;
-    json_object_set_new(t, "instrument_id", json_string(ins->spec.instrument_id));
-    json_object_set_new(t, "last_price", json_real(instrument_mark_price(ins)));
-    json_object_set_new(t, "bid_price",
-                        nb ? json_real(instrument_tick_to_price(ins, bt)) : json_null());
-    json_object_set_new(t, "bid_volume", json_integer(nb ? bv : 0));
-    json_object_set_new(t, "ask_price",
-                        na ? json_real(instrument_tick_to_price(ins, at)) : json_null());
-    json_object_set_new(t, "ask_volume", json_integer(na ? av : 0));
-    json_object_set_new(t, "open", st->has_trade ? json_real(st->open) : json_null());
-    json_object_set_new(t, "high", st->has_trade ? json_real(st->high) : json_null());
-    json_object_set_new(t, "low", st->has_trade ? json_real(st->low) : json_null());
-    json_object_set_new(t, "volume", json_integer(st->volume));
-    json_object_set_new(t, "amount", json_real(st->amount));
-    json_object_set_new(t, "open_interest", json_integer(st->open_interest));
-    json_object_set_new(t, "pre_settlement", json_real(ins->spec.pre_settlement));
-    json_object_set_new(t, "pre_close", json_real(ins->spec.pre_close));
-    json_object_set_new(t, "upper_limit", json_real(instrument_upper_limit(ins)));
-    json_object_set_new(t, "lower_limit", json_real(instrument_lower_limit(ins)));
-    json_object_set_new(t, "timestamp", json_integer(ms_of(ts_ns)));
-    (void)e;
-    return t;
-}
-
 static void on_event(void *ctx, const engine_event *ev) {
     service *s = ctx;
     if (atomic_load_explicit(&s->push_listeners, memory_order_relaxed) == 0) return;
@@ -212,7 +164,7 @@ static void on_event(void *ctx, const engine_event *ev) {
             break;
         case EV_BOOK: {
             if (!market) break;
-            json_t *m = orderbook_json(e, ev->instrument, BOOK_PUSH_DEPTH, s->now_ns);
+            json_t *m = codec_orderbook(ev->instrument, BOOK_PUSH_DEPTH, s->now_ns);
             if (m) json_object_set_new(m, "type", json_string("orderbook"));
             queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_ORDERBOOK,
                        ev->instrument->spec.instrument_id, m);
@@ -220,9 +172,17 @@ static void on_event(void *ctx, const engine_event *ev) {
         }
         case EV_TICK: {
             if (!market) break;
-            json_t *m = tick_json(e, ev->instrument, s->now_ns);
+            json_t *m = codec_market_snapshot(e, ev->instrument, s->now_ns);
             if (m) json_object_set_new(m, "type", json_string("ticker"));
             queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_TICKER, ev->instrument->spec.instrument_id,
+                       m);
+            break;
+        }
+        case EV_KLINE: {
+            if (!market) break;
+            json_t *m = codec_kline(ev->instrument, ev->kline_period, ev->kline, true);
+            if (m) json_object_set_new(m, "type", json_string("kline"));
+            queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_KLINE, ev->instrument->spec.instrument_id,
                        m);
             break;
         }
@@ -381,15 +341,40 @@ static void handle_query(service *s, const request *rq) {
         }
         case ROUTE_TICK: {
             const instrument *ins = need_instrument(s, rq);
-            if (ins) http_ok(s, rq, tick_json(e, ins, s->now_ns));
+            if (ins) http_ok(s, rq, codec_market_snapshot(e, ins, s->now_ns));
             break;
         }
         case ROUTE_ORDERBOOK: {
             const instrument *ins = need_instrument(s, rq);
             int depth = rq->num1 > 0 ? (int)(rq->num1 > 50 ? 50 : rq->num1) : 5;
-            if (ins) http_ok(s, rq, orderbook_json(e, ins, depth, s->now_ns));
+            if (ins) http_ok(s, rq, codec_orderbook(ins, depth, s->now_ns));
             break;
         }
+        case ROUTE_RECENT_TRADES: {
+            const instrument *ins = need_instrument(s, rq);
+            if (ins) http_ok(s, rq, codec_recent_trades(ins, rq->num2 > 0 ? rq->num2 : 100));
+            break;
+        }
+        case ROUTE_TRANSACTIONS: {
+            const instrument *only = NULL;
+            if (rq->key[0] && (only = need_instrument(s, rq)) == NULL) break;
+            http_ok(s, rq, codec_transactions(e, only, rq->num2 > 0 ? rq->num2 : 100));
+            break;
+        }
+        case ROUTE_ORDER_STATS:
+            http_ok(s, rq, codec_order_stats(e));
+            break;
+        case ROUTE_KLINES: {
+            const instrument *ins = need_instrument(s, rq);
+            if (ins)
+                http_ok(s, rq,
+                        codec_klines(ins, (kline_period)rq->num1, rq->num2 > 0 ? rq->num2 : 100,
+                                     rq->start_ms, rq->end_ms));
+            break;
+        }
+        case ROUTE_SYMBOLS: /* the bare document, as DIFF clients download it */
+            send_json(s, rq, REPLY_HTTP, 200, codec_symbols(e));
+            break;
         case ROUTE_STATE: {
             char hash[24];
             snprintf(hash, sizeof hash, "%016llx", (unsigned long long)engine_state_hash(e));
@@ -436,10 +421,10 @@ static void handle_query(service *s, const request *rq) {
         case ROUTE_WS_SNAPSHOT: {
             const instrument *ins = engine_instrument_find(e, rq->key);
             if (ins == NULL) break;
-            json_t *m = orderbook_json(e, ins, BOOK_PUSH_DEPTH, s->now_ns);
+            json_t *m = codec_orderbook(ins, BOOK_PUSH_DEPTH, s->now_ns);
             if (m) json_object_set_new(m, "type", json_string("orderbook"));
             ws_send(s, rq, m);
-            m = tick_json(e, ins, s->now_ns);
+            m = codec_market_snapshot(e, ins, s->now_ns);
             if (m) json_object_set_new(m, "type", json_string("ticker"));
             ws_send(s, rq, m);
             break;
@@ -463,6 +448,10 @@ static void handle_command(service *s, const request *rq) {
         rc = engine_apply(s->e, &rq->cmd, &res);
     const engine *e = s->e;
     bool ws = rq->route >= ROUTE_WS_AUTH;
+    if (rq->route == ROUTE_CLOCK) { /* nobody asked: only the pushes of closed bars go out */
+        flush_pushes(s);
+        return;
+    }
     if (rc != QAEX_OK) {
         s->refusing = rc == ERR_STORAGE;
         if (ws)
@@ -529,17 +518,45 @@ void service_handle(service *s, const request *rq) {
 
 /* ---- the thread ---- */
 
+/* K-line bars close on time even when nothing trades: once a bar's end has passed, the engine
+ * thread applies a CMD_CLOCK of its own, journaled like any command so a replay closes the same
+ * bars at the same moment. */
+static void tick_clock(service *s) {
+    int64_t now = wall_ns();
+    if (now / 1000000 < engine_next_bar_close_ms(s->e)) return;
+    request rq = {.route = ROUTE_CLOCK};
+    rq.cmd.type = CMD_CLOCK;
+    rq.cmd.ts_ns = now;
+    service_handle(s, &rq);
+    flush_wake(s);
+}
+
 static void *service_main(void *arg) {
     service *s = arg;
     request rq;
     for (;;) {
-        while (sem_wait(&s->in_items) != 0 && errno == EINTR) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_nsec += 200000000; /* bars close within 200 ms of their end */
+        if (deadline.tv_nsec >= 1000000000) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000;
+        }
+        int w;
+        while ((w = sem_timedwait(&s->in_items, &deadline)) != 0 && errno == EINTR) {
+        }
+        if (w != 0) { /* timed out: no request, perhaps a bar to close */
+            if (atomic_load(&s->stopping)) break;
+            tick_clock(s);
+            if (s->p) persistence_tick(s->p, s->e, 0);
+            continue;
         }
         if (!spsc_pop(&s->in, &rq)) {
             if (atomic_load(&s->stopping)) break;
             continue;
         }
         service_handle(s, &rq);
+        tick_clock(s); /* a steady stream of queries must not hold bars open */
         if (s->p) persistence_tick(s->p, s->e, 0);
         /* wake the I/O thread once the burst of work is done */
         if (spsc_size(&s->in) == 0) flush_wake(s);

@@ -36,6 +36,12 @@ typedef enum route {
     ROUTE_INSTRUMENTS,
     ROUTE_TICK,
     ROUTE_ORDERBOOK,
+    ROUTE_RECENT_TRADES,
+    ROUTE_TRANSACTIONS,
+    ROUTE_ORDER_STATS,
+    ROUTE_KLINES, /* key instrument, num1 kline_period, num2 count, start_ms/end_ms */
+    ROUTE_SYMBOLS,
+    ROUTE_CLOCK, /* internal: the engine thread's own CMD_CLOCK, answered to nobody */
     ROUTE_STATE, /* state digest and journal position, for operators and crash tests */
     /* the `type` WebSocket protocol */
     ROUTE_WS_AUTH,
@@ -57,6 +63,7 @@ typedef struct request {
     char key2[QAEX_ID_LEN];   /* order id, or the user a request acts for */
     char req_id[QAEX_ID_LEN]; /* a client's request id, echoed back (WS) */
     int64_t num1, num2;       /* page and size, depth, count */
+    int64_t start_ms, end_ms; /* a time window, 0 = open */
     char date_from[QAEX_DATE_LEN], date_to[QAEX_DATE_LEN];
 } request;
 
@@ -74,7 +81,12 @@ typedef enum push_channel {
     CHANNEL_TICKER = 1 << 2,
     CHANNEL_ACCOUNT = 1 << 3,
     CHANNEL_ORDER = 1 << 4,
+    CHANNEL_KLINE = 1 << 5,
 } push_channel;
+
+/* Market pushes of these channels replace an unsent one of the same instrument and channel in a
+ * session's queue: a slow reader gets the latest depth, not a backlog. */
+#define CHANNELS_CONFLATED (CHANNEL_ORDERBOOK | CHANNEL_TICKER)
 
 typedef struct reply {
     uint64_t conn_id;
