@@ -60,7 +60,7 @@ bool auth_init(void);
 
 /* ---- passwords ---- */
 
-#define AUTH_HASH_LEN 128    /* crypto_pwhash_STRBYTES: the PHC string and its NUL */
+#define AUTH_HASH_LEN 128     /* crypto_pwhash_STRBYTES: the PHC string and its NUL */
 #define AUTH_PASSWORD_MAX 128 /* bytes; longer ones are refused, not truncated */
 
 /* argon2id cost. Production uses interactive (about 64 MiB and 0.1 s per hash, what an attacker
@@ -82,8 +82,7 @@ auth_result auth_password_hash(const auth_pwhash_cost *cost, const char *passwor
 
 /* AUTH_OK, AUTH_MISMATCH, or AUTH_INVALID when the password breaks the length rules or the
  * stored hash is not an argon2id string (a corrupt user record, not a wrong guess). */
-auth_result auth_password_verify(const char *hash, const char *password, char *err,
-                                 size_t errlen);
+auth_result auth_password_verify(const char *hash, const char *password, char *err, size_t errlen);
 
 /* True when hash was made with another cost than `cost` (or is unreadable): rehash the
  * password after the next successful verify. cost NULL = interactive. */
@@ -162,8 +161,8 @@ auth_result auth_claims_check(const auth_claims *c, char *err, size_t errlen);
 /* Writes header.payload.signature and a NUL into out and returns its length; 0 when the claims
  * break a rule, cap is too small (AUTH_TOKEN_MAX always suffices) or memory runs out, with the
  * reason in err. */
-size_t auth_token_sign(const auth_keys *k, const auth_claims *c, char *out, size_t cap,
-                       char *err, size_t errlen);
+size_t auth_token_sign(const auth_keys *k, const auth_claims *c, char *out, size_t cap, char *err,
+                       size_t errlen);
 
 /* Checks, in this order: shape (3 parts, at most AUTH_TOKEN_MAX bytes), header (alg HS256),
  * signature, payload, expiry (expired when now_s >= exp). out receives the claims only on
@@ -174,11 +173,11 @@ auth_result auth_token_verify(const auth_keys *k, const char *token, int64_t now
 /* ---- login throttling (9004) ---- */
 
 typedef struct auth_throttle_config {
-    uint32_t capacity;       /* keys remembered; the least recently failed is evicted (4096) */
-    uint32_t max_failures;   /* failures within window_ms that lock a key (5, at most 32) */
-    int64_t window_ms;       /* 60000 */
-    int64_t lockout_ms;      /* the first lockout (60000) */
-    int64_t lockout_max_ms;  /* lockouts double up to this (3600000) */
+    uint32_t capacity;      /* keys remembered; the least recently failed is evicted (4096) */
+    uint32_t max_failures;  /* failures within window_ms that lock a key (5, at most 32) */
+    int64_t window_ms;      /* 60000 */
+    int64_t lockout_ms;     /* the first lockout (60000) */
+    int64_t lockout_max_ms; /* lockouts double up to this (3600000) */
 } auth_throttle_config;
 
 void auth_throttle_config_default(auth_throttle_config *c);
