@@ -91,10 +91,13 @@ int metrics_callback_register(metrics_registry *r, metrics_type type, const char
 
 /* A latency histogram kept in integer nanoseconds (so its sum is exact and summed with one
  * atomic add) and rendered in seconds. bounds_ns: strictly increasing, > 0, at most
- * METRICS_MAX_BUCKETS of them; NULL (with n 0) for metrics_default_latency_bounds_ns. */
-metrics_histogram *metrics_latency_register(metrics_registry *r, const char *name,
-                                            const char *help, const char *const *labels,
-                                            const uint64_t *bounds_ns, size_t n);
+ * METRICS_MAX_BUCKETS of them; NULL (with n 0) for metrics_default_latency_bounds_ns.
+ * An observation costs a binary search over the bounds and two relaxed atomic adds (its bucket
+ * and the sum): there is no separate count, the count is the sum of the buckets, which saves an
+ * atomic per observation and keeps `_count` equal to `le="+Inf"` in every render. */
+metrics_histogram *metrics_latency_register(metrics_registry *r, const char *name, const char *help,
+                                            const char *const *labels, const uint64_t *bounds_ns,
+                                            size_t n);
 /* A histogram of arbitrary values (order volume, batch size, queue depth). bounds: finite,
  * strictly increasing, 1..METRICS_MAX_BUCKETS of them. Its sum is a double updated by CAS. */
 metrics_histogram *metrics_histogram_register(metrics_registry *r, const char *name,
