@@ -833,7 +833,11 @@ void engine_note_bars(engine *e, const instrument *ins) {
 void engine_record_market_trade(engine *e, instrument *ins, const market_trade *mt, double amount,
                                 int64_t oi_before) {
     kline_ctx ctx = {e, ins};
-    (void)market_record_trade(&ins->market, mt, amount, oi_before, ins->stats.open_interest,
+    /* a command stamped before the clock (two stampers racing) joins the bars of the clock's
+     * time, so no bar reopens after it closed */
+    market_trade at = *mt;
+    if (at.ts_ns / 1000000 < e->clock_ms) at.ts_ns = e->clock_ms * 1000000;
+    (void)market_record_trade(&ins->market, &at, amount, oi_before, ins->stats.open_interest,
                               kline_closed, &ctx);
     engine_note_bars(e, ins);
 }

@@ -2,6 +2,7 @@
 
 #include "engine/idmap.h"
 #include "proto/codec.h"
+#include "server/diff_session.h"
 
 #include <jansson.h>
 #include <libwebsockets.h>
@@ -55,6 +56,7 @@ typedef struct session {
     struct lws *wsi;
     bool is_ws;
     bool is_diff;
+    diff_session *diff; /* the DIFF state of a /ws/diff session (or a /ws one that sent an aid) */
     /* HTTP */
     http_method method;
     char path[512];
@@ -100,7 +102,8 @@ struct gateway {
     uint32_t n_free;
     uint32_t generation;
     int ws_sessions;
-    int market_subscriptions; /* instrument subscriptions over all sessions */
+    int market_subscriptions;     /* instrument subscriptions over all sessions */
+    int diff_quotes, diff_charts; /* DIFF quote subscriptions and charts over all sessions */
     /* replies waiting for the journal to make them durable, oldest first */
     reply *held;
     size_t held_head, held_count, held_cap;
@@ -333,9 +336,19 @@ static void topic_remove(gateway *g, const char *name, uint64_t conn_id) {
         }
 }
 
-static void deliver_to_topic(gateway *g, const char *name, shared_msg *m, const reply *r) {
+static void diff_take_push(session *s, const reply *r, const json_t *patch);
+
+static void deliver_to_topic(gateway *g, const char *name, shared_msg *m, const reply *r,
+                             const json_t *diff_patch) {
     topic *t = topic_find(g, name, false);
     if (t == NULL) return;
+    if (r->channel & CHANNELS_DIFF) {
+        for (uint32_t i = 0; i < t->n && diff_patch; i++) {
+            session *s = conn_find(g, t->conns[i]);
+            if (s && s->diff) diff_take_push(s, r, diff_patch);
+        }
+        return;
+    }
     bool market = r->kind == REPLY_PUSH_INSTRUMENT;
     uint64_t key = 0;
     if (market && (r->channel & CHANNELS_CONFLATED))
@@ -349,12 +362,18 @@ static void deliver_to_topic(gateway *g, const char *name, shared_msg *m, const 
 }
 
 static void deliver_push(gateway *g, const reply *r) {
+    if (r->channel & CHANNELS_DIFF) { /* parsed once, folded into each session's patch */
+        json_t *patch = json_loadb(r->body, r->len, 0, NULL);
+        deliver_to_topic(g, r->topic, NULL, r, patch);
+        json_decref(patch);
+        return;
+    }
     shared_msg *m = msg_new(r->body, r->len);
     if (m == NULL) return;
-    deliver_to_topic(g, r->topic, m, r);
+    deliver_to_topic(g, r->topic, m, r, NULL);
     /* instrument subscribers may have used the short alias ("IF2501") */
     const char *dot = r->kind == REPLY_PUSH_INSTRUMENT ? strchr(r->topic, '.') : NULL;
-    if (dot) deliver_to_topic(g, dot + 1, m, r);
+    if (dot) deliver_to_topic(g, dot + 1, m, r, NULL);
     msg_release(m);
 }
 
@@ -798,7 +817,286 @@ static void ws_subscribe(gateway *g, session *s, const json_t *m, bool subscribe
     session_send_json(s, resp);
 }
 
+/* ---- DIFF sessions ---- */
+
+static void diff_wake(session *s) {
+    if (diff_session_ready(s->diff)) lws_callback_on_writable(s->wsi);
+}
+
+static int diff_begin(session *s) {
+    if (s->diff) return 0;
+    s->diff = malloc(sizeof *s->diff);
+    if (s->diff == NULL || diff_session_init(s->diff) != 0) {
+        free(s->diff);
+        s->diff = NULL;
+        return -1;
+    }
+    /* DIFF clients peek only after they have received something: the server speaks first */
+    session_send_text(s, "{\"aid\":\"rtn_brokers\",\"brokers\":[\"qaexchange\"]}");
+    return 0;
+}
+
+static void diff_counts(gateway *g) {
+    if (!g->closing) service_set_diff_listeners(g->svc, g->diff_quotes, g->diff_charts);
+}
+
+/* Registers the session under exactly the instruments it quotes or charts. */
+static void diff_sync_topics(gateway *g, session *s) {
+    diff_session *d = s->diff;
+    for (int k = 0; k < s->n_subscriptions;) {
+        const char *id = s->subscriptions[k];
+        if (diff_session_quotes(d, id) || diff_session_charts(d, id)) {
+            k++;
+            continue;
+        }
+        topic_remove(g, id, s->conn_id);
+        g->market_subscriptions--;
+        memcpy(s->subscriptions[k], s->subscriptions[--s->n_subscriptions], QAEX_INSTRUMENT_ID_LEN);
+    }
+    for (int i = 0; i < d->n_quotes + d->n_charts; i++) {
+        const char *id = i < d->n_quotes ? d->quotes[i] : d->charts[i - d->n_quotes].instrument_id;
+        bool have = false;
+        for (int k = 0; k < s->n_subscriptions; k++)
+            have = have || strcmp(s->subscriptions[k], id) == 0;
+        if (have || s->n_subscriptions == MAX_SUBSCRIPTIONS) continue;
+        snprintf(s->subscriptions[s->n_subscriptions++], QAEX_INSTRUMENT_ID_LEN, "%s", id);
+        topic_add(g, id, s->conn_id);
+        g->market_subscriptions++;
+    }
+    if (!g->closing) service_set_market_listeners(g->svc, g->market_subscriptions);
+}
+
+static void diff_logout(gateway *g, session *s) {
+    diff_session *d = s->diff;
+    if (!d->logged_in && !d->login_pending) return;
+    topic_remove(g, d->account_id, s->conn_id);
+    if (d->logged_in && !g->closing) { /* the engine thread stops watching the account */
+        request rq;
+        memset(&rq, 0, sizeof rq);
+        rq.route = ROUTE_DIFF_LOGOUT;
+        copy_id(rq.key, sizeof rq.key, d->account_id);
+        rq.conn_id = s->conn_id;
+        service_submit(g->svc, &rq);
+    }
+    d->logged_in = d->login_pending = false;
+}
+
+static void diff_end(gateway *g, session *s) {
+    diff_logout(g, s);
+    g->diff_quotes -= s->diff->n_quotes;
+    g->diff_charts -= s->diff->n_charts;
+    diff_counts(g);
+    diff_session_free(s->diff);
+    free(s->diff);
+    s->diff = NULL;
+}
+
+static void diff_take_push(session *s, const reply *r, const json_t *patch) {
+    diff_session *d = s->diff;
+    int rc = 0;
+    if (r->channel == CHANNEL_DIFF_TRADE) {
+        if ((d->logged_in || d->login_pending) && strcmp(d->account_id, r->topic) == 0)
+            rc = diff_session_merge_trade(d, patch);
+    } else if (r->channel == CHANNEL_DIFF_QUOTE) {
+        if (diff_session_quotes(d, r->topic)) rc = diff_session_merge(d, patch);
+    } else if (r->channel == CHANNEL_DIFF_KLINE) {
+        rc = diff_session_merge_klines(d, r->topic, patch);
+    }
+    if (rc != 0) { /* it can no longer converge: the client reconnects and starts afresh */
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    diff_wake(s);
+}
+
+static void diff_take_reply(gateway *g, session *s, const reply *r) {
+    diff_session *d = s->diff;
+    json_t *patch = json_loadb(r->body, r->len, 0, NULL);
+    if (d->login_pending && json_object_get(patch, "trade")) {
+        d->login_pending = false;
+        d->logged_in = true;
+    } else if (d->login_pending && r->status != 200) {
+        topic_remove(g, d->account_id, s->conn_id);
+        d->login_pending = false;
+    }
+    if (patch == NULL || diff_session_merge(d, patch) != 0)
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    json_decref(patch);
+    diff_wake(s);
+}
+
+static void diff_notify_error(session *s, int code, const char *message) {
+    diff_session_notify(s->diff, "ERROR", code, message);
+    diff_wake(s);
+}
+
+static void diff_login(gateway *g, session *s, const diff_message *m) {
+    diff_session *d = s->diff;
+    if (!g->cfg.open_mode) {
+        diff_notify_error(s, ERR_AUTH_FAILED,
+                          "login failed: password accounts are not available on this server");
+        return;
+    }
+    diff_logout(g, s);
+    /* the user name names the account; the client's own spelling keys the trade subtree */
+    copy_id(d->user_key, sizeof d->user_key, m->user_name);
+    copy_id(d->account_id, sizeof d->account_id, m->user_name);
+    d->login_pending = true;
+    topic_add(g, d->account_id, s->conn_id);
+    request rq;
+    memset(&rq, 0, sizeof rq);
+    rq.route = ROUTE_DIFF_LOGIN;
+    copy_id(rq.key, sizeof rq.key, d->account_id);
+    copy_id(rq.key2, sizeof rq.key2, d->user_key);
+    submit(g, s, &rq);
+}
+
+static void diff_subscribe(gateway *g, session *s, const diff_message *m) {
+    diff_session *d = s->diff;
+    g->diff_quotes -= d->n_quotes;
+    char had[DIFF_MAX_QUOTES][QAEX_INSTRUMENT_ID_LEN];
+    int n_had = d->n_quotes;
+    memcpy(had, d->quotes, sizeof had);
+    d->n_quotes = m->n_ins;
+    memcpy(d->quotes, m->ins, sizeof d->quotes);
+    g->diff_quotes += d->n_quotes;
+    diff_sync_topics(g, s);
+    diff_counts(g);
+    /* ins_list echoes the subscription; new instruments get their quote at once */
+    char list[DIFF_MAX_QUOTES * QAEX_INSTRUMENT_ID_LEN] = "";
+    size_t used = 0;
+    for (int i = 0; i < m->n_ins; i++) {
+        int n = snprintf(list + used, sizeof list - used, "%s%s", i ? "," : "", m->ins[i]);
+        if (n > 0) used += (size_t)n;
+        bool known = false;
+        for (int k = 0; k < n_had; k++)
+            known = known || strcmp(had[k], m->ins[i]) == 0;
+        if (known) continue;
+        request rq;
+        memset(&rq, 0, sizeof rq);
+        rq.route = ROUTE_DIFF_QUOTE;
+        copy_id(rq.key, sizeof rq.key, m->ins[i]);
+        submit(g, s, &rq);
+    }
+    json_t *echo = json_pack("{s:s}", "ins_list", list);
+    if (echo) diff_session_merge(d, echo);
+    json_decref(echo);
+    diff_wake(s);
+}
+
+static void diff_set_chart(gateway *g, session *s, const diff_message *m, const char *text,
+                           size_t len) {
+    diff_session *d = s->diff;
+    int at = -1;
+    for (int i = 0; i < d->n_charts; i++)
+        if (strcmp(d->charts[i].chart_id, m->chart.chart_id) == 0) at = i;
+    if (m->chart.view_width == 0) { /* deleted */
+        if (at >= 0) {
+            d->charts[at] = d->charts[--d->n_charts];
+            g->diff_charts--;
+        }
+        json_t *gone = json_pack("{s:{s:n}}", "charts", m->chart.chart_id);
+        if (gone) diff_session_merge(d, gone);
+        json_decref(gone);
+    } else {
+        if (at < 0 && d->n_charts == DIFF_MAX_CHARTS) {
+            diff_notify_error(s, ERR_BAD_MESSAGE, "too many charts on one session (at most 8)");
+            return;
+        }
+        if (at < 0) {
+            at = d->n_charts++;
+            g->diff_charts++;
+        }
+        d->charts[at] = m->chart;
+        /* the chart's state is the request, as DIFF clients read it back */
+        json_t *req = json_loadb(text, len, 0, NULL);
+        if (req) {
+            json_object_del(req, "aid");
+            json_t *state = json_pack("{s:{s:{s:o}}}", "charts", m->chart.chart_id, "state", req);
+            if (state) diff_session_merge(d, state);
+            json_decref(state);
+        }
+        request rq;
+        memset(&rq, 0, sizeof rq);
+        rq.route = ROUTE_DIFF_CHART;
+        copy_id(rq.key, sizeof rq.key, m->chart.instrument_id);
+        copy_id(rq.req_id, sizeof rq.req_id, m->chart.chart_id);
+        rq.num1 = m->chart.period;
+        rq.num2 = m->chart.view_width;
+        submit(g, s, &rq);
+    }
+    diff_sync_topics(g, s);
+    diff_counts(g);
+    diff_wake(s);
+}
+
+static void diff_message_in(gateway *g, session *s, const char *text, size_t len) {
+    diff_session *d = s->diff;
+    diff_message *m = malloc(sizeof *m);
+    if (m == NULL) return;
+    diff_parse(text, len, m);
+    request rq;
+    memset(&rq, 0, sizeof rq);
+    bool needs_login = m->aid == DIFF_AID_INSERT_ORDER || m->aid == DIFF_AID_CANCEL_ORDER ||
+                       m->aid == DIFF_AID_TRANSFER;
+    if (needs_login && !d->logged_in) {
+        diff_notify_error(s, ERR_NOT_AUTHENTICATED, "not logged in: send req_login before trading");
+        free(m);
+        return;
+    }
+    switch (m->aid) {
+        case DIFF_AID_PEEK:
+            d->peek_waiting = true;
+            diff_wake(s);
+            break;
+        case DIFF_AID_LOGIN:
+            diff_login(g, s, m);
+            break;
+        case DIFF_AID_SUBSCRIBE_QUOTE:
+            diff_subscribe(g, s, m);
+            break;
+        case DIFF_AID_SET_CHART:
+            diff_set_chart(g, s, m, text, len);
+            break;
+        case DIFF_AID_INSERT_ORDER:
+            rq.route = ROUTE_DIFF_INSERT;
+            rq.cmd.type = CMD_ORDER_INSERT;
+            rq.cmd.u.order = m->order;
+            copy_id(rq.cmd.u.order.account_id, sizeof rq.cmd.u.order.account_id, d->account_id);
+            copy_id(rq.key2, sizeof rq.key2, d->user_key);
+            submit(g, s, &rq);
+            break;
+        case DIFF_AID_CANCEL_ORDER:
+            rq.route = ROUTE_DIFF_CANCEL;
+            rq.cmd.type = CMD_ORDER_CANCEL;
+            copy_id(rq.cmd.u.cancel.account_id, sizeof rq.cmd.u.cancel.account_id, d->account_id);
+            copy_id(rq.cmd.u.cancel.order_id, sizeof rq.cmd.u.cancel.order_id, m->order_id);
+            copy_id(rq.key2, sizeof rq.key2, d->user_key);
+            submit(g, s, &rq);
+            break;
+        case DIFF_AID_TRANSFER: /* bank -> futures is a deposit, the reverse a withdrawal */
+            rq.route = ROUTE_DIFF_TRANSFER;
+            rq.cmd.type = m->amount > 0 ? CMD_DEPOSIT : CMD_WITHDRAW;
+            copy_id(rq.cmd.u.transfer.account_id, sizeof rq.cmd.u.transfer.account_id,
+                    d->account_id);
+            rq.cmd.u.transfer.amount = m->amount > 0 ? m->amount : -m->amount;
+            copy_id(rq.key2, sizeof rq.key2, d->user_key);
+            submit(g, s, &rq);
+            break;
+        case DIFF_AID_BAD:
+            diff_notify_error(s, m->error_code, m->error);
+            break;
+        case DIFF_AID_IGNORED:
+            break;
+    }
+    free(m);
+}
+
 static void ws_message(gateway *g, session *s, const char *text, size_t len) {
+    if (s->diff) {
+        diff_message_in(g, s, text, len);
+        return;
+    }
     json_error_t err;
     json_t *m = json_loadb(text, len, 0, &err);
     if (m == NULL || !json_is_object(m)) {
@@ -807,6 +1105,20 @@ static void ws_message(gateway *g, session *s, const char *text, size_t len) {
         return;
     }
     const char *type = json_string_value(json_object_get(m, "type"));
+    if (type == NULL && json_object_get(m, "aid")) { /* a DIFF client on /ws */
+        json_decref(m);
+        if (s->authenticated) {
+            topic_remove(g, s->account_id, s->conn_id);
+            s->authenticated = false;
+        }
+        s->is_diff = true;
+        if (diff_begin(s) != 0) {
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+            return;
+        }
+        diff_message_in(g, s, text, len);
+        return;
+    }
     char msg[QAEX_MSG_LEN];
     request rq;
     memset(&rq, 0, sizeof rq);
@@ -902,6 +1214,8 @@ static http_method method_of(struct lws *wsi, char *path, size_t cap) {
     return M_OTHER;
 }
 
+static void diff_take_reply(gateway *g, session *s, const reply *r);
+
 static void release_reply(gateway *g, reply *r) {
     if (r->kind == REPLY_PUSH_ACCOUNT || r->kind == REPLY_PUSH_INSTRUMENT) {
         deliver_push(g, r);
@@ -909,6 +1223,8 @@ static void release_reply(gateway *g, reply *r) {
         session *s = conn_find(g, r->conn_id);
         if (s && r->kind == REPLY_HTTP)
             respond(s, r->status, r->body, r->len);
+        else if (s && r->kind == REPLY_WS && s->diff)
+            diff_take_reply(g, s, r);
         else if (s && r->kind == REPLY_WS)
             session_send_text(s, r->body);
     }
@@ -952,9 +1268,12 @@ static void drain_replies(gateway *g) {
     }
 }
 
+static void diff_end(gateway *g, session *s);
+
 static void session_close(gateway *g, session *s) {
     /* lws reports the close of a connection that never sent a request with no session */
     if (s == NULL || s->conn_id == 0) return;
+    if (s->diff) diff_end(g, s);
     if (s->is_ws) {
         if (s->authenticated) topic_remove(g, s->account_id, s->conn_id);
         for (int k = 0; k < s->n_subscriptions; k++)
@@ -1064,6 +1383,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             s->is_diff = strncmp(path, "/ws/diff", 8) == 0;
             g->ws_sessions++;
             service_set_push_listeners(g->svc, g->ws_sessions);
+            if (s->is_diff && diff_begin(s) != 0) return -1;
             char account_id[QAEX_ID_LEN];
             if (!s->is_diff && g->cfg.open_mode &&
                 url_arg(wsi, "user_id=", account_id, sizeof account_id) && account_id[0])
@@ -1096,6 +1416,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         case LWS_CALLBACK_SERVER_WRITEABLE: {
             if (s == NULL) return -1;
+            if (s->diff && diff_session_ready(s->diff)) { /* everything owed, as one rtn_data */
+                size_t n;
+                char *text = diff_session_take(s->diff, &n);
+                if (text == NULL) return -1;
+                shared_msg *m = msg_new(text, n);
+                free(text);
+                if (m == NULL) return -1;
+                session_send(s, m, false);
+                msg_release(m);
+            }
             outq_item *it = s->out_head;
             if (it == NULL) return 0;
             int n = lws_write(wsi, it->msg->data + LWS_PRE, it->msg->len, LWS_WRITE_TEXT);

@@ -1,6 +1,7 @@
 #include "server/service.h"
 
 #include "proto/codec.h"
+#include "proto/diff_codec.h"
 #include "proto/market_codec.h"
 #include "server/spsc.h"
 
@@ -28,6 +29,14 @@ struct service {
     atomic_int wake_pending;
     atomic_int push_listeners;
     atomic_int market_listeners;
+    atomic_int diff_quote_listeners, diff_chart_listeners;
+    /* DIFF: sessions logged in per account slot, and the slots with any */
+    uint32_t *diff_watch;
+    uint32_t cap_diff_watch;
+    uint32_t *diff_watched, n_diff_watched;
+    /* DIFF patches of the command being applied, per account id: one push each at the end */
+    json_t *diff_accounts;
+    uint64_t notify_seq;
     /* pushes raised while one command applies: sent after its own response, so a client sees
      * order_response before order_status, trade and account_update */
     reply *pending;
@@ -118,7 +127,10 @@ static void queue_push(service *s, reply_kind kind, uint32_t channel, const char
     r->len = strlen(body);
 }
 
+static void diff_flush(service *s);
+
 static void flush_pushes(service *s) {
+    diff_flush(s);
     for (size_t i = 0; i < s->n_pending; i++)
         deliver(s, &s->pending[i]);
     s->n_pending = 0;
@@ -130,11 +142,168 @@ static int64_t ms_of(int64_t ns) {
     return ns / 1000000;
 }
 
+/* ---- DIFF ---- */
+
+static bool diff_watching(const service *s, uint32_t account_slot) {
+    return account_slot < s->cap_diff_watch && s->diff_watch[account_slot] > 0;
+}
+
+static int diff_watch(service *s, uint32_t slot, int delta) {
+    if (slot >= s->cap_diff_watch) {
+        uint32_t cap = s->cap_diff_watch ? s->cap_diff_watch : 64;
+        while (cap <= slot)
+            cap *= 2;
+        uint32_t *w = realloc(s->diff_watch, cap * sizeof *w);
+        if (w == NULL) return -1;
+        memset(w + s->cap_diff_watch, 0, (cap - s->cap_diff_watch) * sizeof *w);
+        uint32_t *list = realloc(s->diff_watched, cap * sizeof *list);
+        if (list == NULL) {
+            s->diff_watch = w;
+            return -1;
+        }
+        s->diff_watch = w;
+        s->diff_watched = list;
+        s->cap_diff_watch = cap;
+    }
+    uint32_t before = s->diff_watch[slot];
+    if (delta < 0 && before == 0) return 0;
+    s->diff_watch[slot] = before + (uint32_t)delta;
+    if (before == 0 && delta > 0) s->diff_watched[s->n_diff_watched++] = slot;
+    if (before > 0 && s->diff_watch[slot] == 0)
+        for (uint32_t i = 0; i < s->n_diff_watched; i++)
+            if (s->diff_watched[i] == slot) {
+                s->diff_watched[i] = s->diff_watched[--s->n_diff_watched];
+                break;
+            }
+    return 0;
+}
+
+/* Sets section.key of the account's DIFF patch for this command (section NULL: key at the top:
+ * accounts is {"CNY": ...}). Steals value. */
+static void diff_put(service *s, const account *a, const char *section, const char *key,
+                     json_t *value) {
+    if (value == NULL) return;
+    if (s->diff_accounts == NULL && (s->diff_accounts = json_object()) == NULL) {
+        json_decref(value);
+        return;
+    }
+    json_t *patch = json_object_get(s->diff_accounts, a->account_id);
+    if (patch == NULL) {
+        patch = json_object();
+        if (patch == NULL || json_object_set_new(s->diff_accounts, a->account_id, patch) != 0) {
+            json_decref(value);
+            return;
+        }
+    }
+    json_t *sec = json_object_get(patch, section);
+    if (sec == NULL) {
+        sec = json_object();
+        if (sec == NULL || json_object_set_new(patch, section, sec) != 0) {
+            json_decref(value);
+            return;
+        }
+    }
+    json_object_set_new(sec, key, value);
+}
+
+static void diff_put_account(service *s, const account *a) {
+    diff_put(s, a, "accounts", "CNY", diff_account(s->e, a));
+}
+
+static void diff_put_position(service *s, const position *p) {
+    const engine *e = s->e;
+    const account *a = engine_account_of(e, p->account);
+    diff_put(s, a, "positions", engine_instrument_of(e, p->instrument)->spec.instrument_id,
+             diff_position(e, p));
+}
+
+/* A new price moves the position profit of every holder: watched accounts holding the
+ * instrument get their account and position again, so a DIFF client never shows a stale
+ * balance. */
+static void diff_reprice(service *s, const instrument *ins) {
+    const engine *e = s->e;
+    for (uint32_t i = 0; i < s->n_diff_watched; i++) {
+        const account *a = engine_account_of(e, s->diff_watched[i]);
+        const position *p = a ? engine_position_find(e, a, ins) : NULL;
+        if (p == NULL || (position_volume_long(p) == 0 && position_volume_short(p) == 0)) continue;
+        diff_put_position(s, p);
+        diff_put_account(s, a);
+    }
+}
+
+/* The DIFF patches of the command, one push per account. */
+static void diff_flush(service *s) {
+    if (s->diff_accounts == NULL || json_object_size(s->diff_accounts) == 0) return;
+    const char *id;
+    json_t *patch;
+    json_object_foreach(s->diff_accounts, id, patch) {
+        queue_push(s, REPLY_PUSH_ACCOUNT, CHANNEL_DIFF_TRADE, id, json_incref(patch));
+    }
+    json_object_clear(s->diff_accounts);
+}
+
+static json_t *diff_notify(service *s, const char *level, int code, const char *content) {
+    char key[32];
+    snprintf(key, sizeof key, "E%llu", (unsigned long long)++s->notify_seq);
+    return json_pack("{s:{s:s, s:s, s:i, s:s}}", key, "type", "MESSAGE", "level", level, "code",
+                     code, "content", content);
+}
+
 static void on_event(void *ctx, const engine_event *ev) {
     service *s = ctx;
     if (atomic_load_explicit(&s->push_listeners, memory_order_relaxed) == 0) return;
     const engine *e = s->e;
     bool market = atomic_load_explicit(&s->market_listeners, memory_order_relaxed) > 0;
+    if (s->n_diff_watched > 0) {
+        switch (ev->type) {
+            case EV_ORDER:
+                if (diff_watching(s, ev->order->account))
+                    diff_put(s, engine_account_of(e, ev->order->account), "orders",
+                             ev->order->order_id, diff_order(e, ev->order));
+                break;
+            case EV_TRADE:
+                if (diff_watching(s, ev->trade->account)) {
+                    char key[32];
+                    diff_trade_key(ev->trade, key, sizeof key);
+                    diff_put(s, engine_account_of(e, ev->trade->account), "trades", key,
+                             diff_trade(e, ev->trade));
+                }
+                break;
+            case EV_POSITION:
+                if (diff_watching(s, ev->position->account)) diff_put_position(s, ev->position);
+                break;
+            case EV_ACCOUNT: {
+                uint32_t slot = (uint32_t)(ev->account - engine_account_at(e, 0));
+                if (diff_watching(s, slot)) diff_put_account(s, ev->account);
+                break;
+            }
+            case EV_TICK:
+                diff_reprice(s, ev->instrument);
+                break;
+            default:
+                break;
+        }
+    }
+    if (ev->type == EV_BOOK &&
+        atomic_load_explicit(&s->diff_quote_listeners, memory_order_relaxed) > 0) {
+        const char *id = ev->instrument->spec.instrument_id;
+        queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_DIFF_QUOTE, id,
+                   json_pack("{s:{s:o}}", "quotes", id, diff_quote(e, ev->instrument, s->now_ns)));
+    }
+    if (ev->type == EV_TICK &&
+        atomic_load_explicit(&s->diff_chart_listeners, memory_order_relaxed) > 0) {
+        /* the bars in progress of every period: each session keeps the periods it charts */
+        json_t *periods = json_object();
+        for (int p = 0; periods && p < KLINE_PERIOD_COUNT; p++) {
+            char key[32];
+            snprintf(key, sizeof key, "%lld",
+                     (long long)kline_period_seconds((kline_period)p) * 1000000000LL);
+            json_object_set_new(periods, key, diff_kline_current(ev->instrument, (kline_period)p));
+        }
+        const char *id = ev->instrument->spec.instrument_id;
+        queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_DIFF_KLINE, id,
+                   periods ? json_pack("{s:{s:o}}", "klines", id, periods) : NULL);
+    }
     switch (ev->type) {
         case EV_ORDER: {
             const order *o = ev->order;
@@ -372,6 +541,61 @@ static void handle_query(service *s, const request *rq) {
                                      rq->start_ms, rq->end_ms));
             break;
         }
+        case ROUTE_DIFF_LOGIN: {
+            a = engine_account_find(e, rq->key);
+            if (a == NULL) {
+                char msg[QAEX_MSG_LEN];
+                snprintf(msg, sizeof msg, "login failed: account not found: %s", rq->key);
+                send_json(
+                    s, rq, REPLY_WS, 404,
+                    json_pack("{s:o}", "notify", diff_notify(s, "ERROR", ERR_AUTH_FAILED, msg)));
+                break;
+            }
+            diff_watch(s, (uint32_t)(a - engine_account_at(e, 0)), +1);
+            json_t *tree = diff_trade_tree(e, a, rq->key2);
+            send_json(s, rq, REPLY_WS, 200,
+                      tree ? json_pack("{s:{s:o}, s:o}", "trade", rq->key2, tree, "notify",
+                                       diff_notify(s, "INFO", 1000, "login ok"))
+                           : NULL);
+            break;
+        }
+        case ROUTE_DIFF_LOGOUT:
+            if ((a = engine_account_find(e, rq->key)))
+                diff_watch(s, (uint32_t)(a - engine_account_at(e, 0)), -1);
+            break;
+        case ROUTE_DIFF_QUOTE: {
+            const instrument *ins = engine_instrument_find(e, rq->key);
+            char msg[QAEX_MSG_LEN];
+            snprintf(msg, sizeof msg, "instrument not found: %s", rq->key);
+            send_json(s, rq, REPLY_WS, ins ? 200 : 404,
+                      ins ? json_pack("{s:{s:o}}", "quotes", rq->key, diff_quote(e, ins, s->now_ns))
+                          : json_pack("{s:o}", "notify",
+                                      diff_notify(s, "ERROR", ERR_INSTRUMENT_NOT_FOUND, msg)));
+            break;
+        }
+        case ROUTE_DIFF_CHART: {
+            const instrument *ins = engine_instrument_find(e, rq->key);
+            if (ins == NULL) {
+                char msg[QAEX_MSG_LEN];
+                snprintf(msg, sizeof msg, "instrument not found: %s", rq->key);
+                send_json(s, rq, REPLY_WS, 404,
+                          json_pack("{s:o}", "notify",
+                                    diff_notify(s, "ERROR", ERR_INSTRUMENT_NOT_FOUND, msg)));
+                break;
+            }
+            int64_t left, right;
+            kline_period p = (kline_period)rq->num1;
+            json_t *bars = diff_klines(ins, p, rq->num2, &left, &right);
+            char dur[32];
+            snprintf(dur, sizeof dur, "%lld", (long long)kline_period_seconds(p) * 1000000000LL);
+            send_json(s, rq, REPLY_WS, 200,
+                      bars ? json_pack("{s:{s:{s:o}}, s:{s:{s:I, s:I, s:b, s:b}}}", "klines",
+                                       rq->key, dur, bars, "charts", rq->req_id, "left_id",
+                                       (json_int_t)left, "right_id", (json_int_t)right, "more_data",
+                                       0, "ready", 1)
+                           : NULL);
+            break;
+        }
         case ROUTE_SYMBOLS: /* the bare document, as DIFF clients download it */
             send_json(s, rq, REPLY_HTTP, 200, codec_symbols(e));
             break;
@@ -437,6 +661,41 @@ static void handle_query(service *s, const request *rq) {
 
 /* ---- commands ---- */
 
+/* DIFF answers a command only when it failed (the pushes show a success), except transfers,
+ * which have no order to show. A refused order still appears, FINISHED with the reason, so the
+ * client's own ALIVE placeholder of it is closed. */
+static void diff_command_reply(service *s, const request *rq, int rc, const char *message) {
+    bool ok = rc == QAEX_OK;
+    s->refusing = rc == ERR_STORAGE;
+    if (rq->route == ROUTE_DIFF_TRANSFER) {
+        send_json(s, rq, REPLY_WS, ok ? 200 : 422,
+                  json_pack("{s:o}", "notify",
+                            diff_notify(s, ok ? "INFO" : "ERROR", ok ? 0 : rc,
+                                        ok ? "transfer ok" : message)));
+    } else if (!ok && rq->route == ROUTE_DIFF_INSERT) {
+        const order_request *o = &rq->cmd.u.order;
+        const instrument *ins = engine_instrument_find(s->e, o->instrument_id);
+        const char *dot = strchr(o->instrument_id, '.');
+        json_t *refused =
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:f, s:s, s:s, s:I, s:s, s:s}",
+                      "order_id", o->order_id, "exchange_id", ins ? ins->spec.exchange : "",
+                      "instrument_id", ins ? ins->code : (dot ? dot + 1 : o->instrument_id),
+                      "direction", direction_name(o->direction), "offset", offset_name(o->offset),
+                      "volume_orign", (json_int_t)o->volume, "volume_left", (json_int_t)o->volume,
+                      "price_type", price_type_name(o->price_type), "limit_price", o->limit_price,
+                      "volume_condition", volume_condition_name(o->volume_condition),
+                      "time_condition", time_condition_name(o->time_condition), "insert_date_time",
+                      (json_int_t)rq->cmd.ts_ns, "status", "FINISHED", "last_msg", message);
+        send_json(s, rq, REPLY_WS, codec_http_status(rc),
+                  json_pack("{s:{s:{s:{s:o}}}, s:o}", "trade", rq->key2, "orders", o->order_id,
+                            refused, "notify", diff_notify(s, "ERROR", rc, message)));
+    } else if (!ok) {
+        send_json(s, rq, REPLY_WS, codec_http_status(rc),
+                  json_pack("{s:o}", "notify", diff_notify(s, "ERROR", rc, message)));
+    }
+    s->refusing = false;
+}
+
 static void handle_command(service *s, const request *rq) {
     engine_result res;
     uint64_t seq;
@@ -449,6 +708,11 @@ static void handle_command(service *s, const request *rq) {
     const engine *e = s->e;
     bool ws = rq->route >= ROUTE_WS_AUTH;
     if (rq->route == ROUTE_CLOCK) { /* nobody asked: only the pushes of closed bars go out */
+        flush_pushes(s);
+        return;
+    }
+    if (rq->route >= ROUTE_DIFF_LOGIN) {
+        diff_command_reply(s, rq, rc, res.message);
         flush_pushes(s);
         return;
     }
@@ -616,6 +880,9 @@ void service_destroy(service *s) {
     for (size_t i = 0; i < s->n_pending; i++)
         free(s->pending[i].body);
     free(s->pending);
+    free(s->diff_watch);
+    free(s->diff_watched);
+    json_decref(s->diff_accounts);
     engine_set_event_sink(s->e, NULL, NULL);
     sem_destroy(&s->in_items);
     spsc_free(&s->in);
@@ -643,6 +910,11 @@ uint64_t service_durable_seq(const service *s) {
 
 void service_set_market_listeners(service *s, int n) {
     atomic_store(&s->market_listeners, n);
+}
+
+void service_set_diff_listeners(service *s, int quotes, int charts) {
+    atomic_store(&s->diff_quote_listeners, quotes);
+    atomic_store(&s->diff_chart_listeners, charts);
 }
 
 void service_set_push_listeners(service *s, int n) {

@@ -52,6 +52,14 @@ typedef enum route {
     ROUTE_WS_QUERY_ORDER,
     ROUTE_WS_QUERY_POSITIONS,
     ROUTE_WS_SNAPSHOT, /* orderbook/ticker state right after a subscribe */
+    /* DIFF: replies are merge patches of the DIFF tree (key2 = the login's user key) */
+    ROUTE_DIFF_LOGIN,  /* key account: its whole trade subtree, and pushes from now on */
+    ROUTE_DIFF_LOGOUT, /* key account: a DIFF session of it ended (no reply) */
+    ROUTE_DIFF_INSERT,
+    ROUTE_DIFF_CANCEL,
+    ROUTE_DIFF_TRANSFER,
+    ROUTE_DIFF_QUOTE, /* key instrument: its quote */
+    ROUTE_DIFF_CHART, /* key instrument, num1 period, num2 bars, req_id chart id */
     ROUTE_COUNT
 } route;
 
@@ -82,7 +90,13 @@ typedef enum push_channel {
     CHANNEL_ACCOUNT = 1 << 3,
     CHANNEL_ORDER = 1 << 4,
     CHANNEL_KLINE = 1 << 5,
+    /* DIFF merge patches: an account's subtree, a quote, the bars in progress */
+    CHANNEL_DIFF_TRADE = 1 << 8,
+    CHANNEL_DIFF_QUOTE = 1 << 9,
+    CHANNEL_DIFF_KLINE = 1 << 10,
 } push_channel;
+
+#define CHANNELS_DIFF (CHANNEL_DIFF_TRADE | CHANNEL_DIFF_QUOTE | CHANNEL_DIFF_KLINE)
 
 /* Market pushes of these channels replace an unsent one of the same instrument and channel in a
  * session's queue: a slow reader gets the latest depth, not a backlog. */
@@ -129,6 +143,10 @@ uint64_t service_durable_seq(const service *s);
 void service_set_push_listeners(service *s, int n);
 /* How many instrument subscriptions exist: no market push is encoded while it is zero. */
 void service_set_market_listeners(service *s, int n);
+
+/* How many DIFF quote subscriptions and charts exist: no DIFF market patch is encoded while
+ * they are zero. (Logged-in accounts are counted by ROUTE_DIFF_LOGIN/LOGOUT.) */
+void service_set_diff_listeners(service *s, int quotes, int charts);
 
 /* Runs one request on the calling thread (tests and the synchronous tools). */
 void service_handle(service *s, const request *r);
