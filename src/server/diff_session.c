@@ -69,7 +69,24 @@ int diff_session_merge_klines(diff_session *d, const char *instrument_id, const 
         snprintf(key, sizeof key, "%lld",
                  (long long)kline_period_seconds(c->period) * 1000000000LL);
         json_t *v = json_object_get(by_ins, key);
-        if (v && json_object_set(mine, key, v) != 0) {
+        if (v == NULL) continue;
+        if (json_object_set(mine, key, v) != 0) {
+            json_decref(mine);
+            return -1;
+        }
+        json_int_t last = json_integer_value(json_object_get(v, "last_id"));
+        if (!json_is_integer(json_object_get(v, "last_id")) || last <= c->right_id) continue;
+        diff_chart *moved = &d->charts[i];
+        moved->right_id = last;
+        if (moved->left_id < 0) moved->left_id = last;
+        if (moved->right_id - moved->left_id + 1 > moved->view_width)
+            moved->left_id = moved->right_id - moved->view_width + 1;
+        json_t *ids = json_pack("{s:{s:{s:I, s:I}}}", "charts", moved->chart_id, "left_id",
+                                (json_int_t)moved->left_id, "right_id",
+                                (json_int_t)moved->right_id);
+        int rc = ids ? diff_session_merge(d, ids) : -1;
+        json_decref(ids);
+        if (rc != 0) {
             json_decref(mine);
             return -1;
         }

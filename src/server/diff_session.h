@@ -25,6 +25,7 @@ typedef struct diff_chart {
     char instrument_id[QAEX_INSTRUMENT_ID_LEN];
     kline_period period;
     int64_t view_width;
+    int64_t left_id, right_id; /* the bars the client holds: -1 before the first */
 } diff_chart;
 
 typedef struct diff_session {
@@ -50,7 +51,8 @@ void diff_session_free(diff_session *d);
 int diff_session_merge(diff_session *d, const json_t *patch);
 /* Folds a patch of one account's subtree, under trade.<user_key>. */
 int diff_session_merge_trade(diff_session *d, const json_t *account_patch);
-/* Folds klines.<ins>.<duration> members of a patch only for the periods this session charts. */
+/* Folds klines.<ins>.<duration> members of a patch only for the periods this session charts,
+ * and moves those charts' right_id (and left_id, once the window is full) with the newest bar. */
 int diff_session_merge_klines(diff_session *d, const char *instrument_id, const json_t *patch);
 /* Owes a notify: level "INFO" | "WARNING" | "ERROR", the SPEC code, the text. */
 int diff_session_notify(diff_session *d, const char *level, int code, const char *content);

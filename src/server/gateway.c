@@ -919,6 +919,15 @@ static void diff_take_reply(gateway *g, session *s, const reply *r) {
         topic_remove(g, d->account_id, s->conn_id);
         d->login_pending = false;
     }
+    /* a chart's first window: later bars move it on from there */
+    json_t *charts = json_object_get(patch, "charts");
+    for (int i = 0; charts && i < d->n_charts; i++) {
+        json_t *c = json_object_get(charts, d->charts[i].chart_id);
+        if (json_is_integer(json_object_get(c, "right_id"))) {
+            d->charts[i].left_id = json_integer_value(json_object_get(c, "left_id"));
+            d->charts[i].right_id = json_integer_value(json_object_get(c, "right_id"));
+        }
+    }
     if (patch == NULL || diff_session_merge(d, patch) != 0)
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
     json_decref(patch);
@@ -1008,6 +1017,7 @@ static void diff_set_chart(gateway *g, session *s, const diff_message *m, const 
             g->diff_charts++;
         }
         d->charts[at] = m->chart;
+        d->charts[at].left_id = d->charts[at].right_id = -1;
         /* the chart's state is the request, as DIFF clients read it back */
         json_t *req = json_loadb(text, len, 0, NULL);
         if (req) {
