@@ -28,7 +28,9 @@
  *   [risk]      max_position_ratio, max_order_value, risk_ratio_reject, min_order_volume,
  *               max_order_volume, force_close_threshold, self_trade_prevention, risk_ratio_warning,
  *               margin_ratio (the margin rate of instruments that name none)
- *   [engine]    trading_day (YYYY-MM-DD), finished_orders_per_account, trades_per_account
+ *   [engine]    trading_day (YYYY-MM-DD), finished_orders_per_account, trades_per_account,
+ *               kline_history (finished bars kept per instrument and period, 10000),
+ *               recent_trades (matches kept per instrument, 1000)
  *   [auth]      admin_username, admin_password, token_secret, token_ttl_secs, open_mode
  *   [diff]      bid, strict_bid
  *   [notification] batch_size, batch_interval_ms

@@ -136,6 +136,8 @@ int main(int argc, char **argv) {
         .ws_ping_secs = (int)((cfg.ws_ping_interval_ms + 999) / 1000),
         .ws_idle_secs = (int)((cfg.ws_idle_timeout_ms + 999) / 1000),
         .open_mode = cfg.open_mode,
+        .diff_bid = cfg.diff_bid,
+        .diff_strict_bid = cfg.diff_strict_bid,
         .max_connections = cfg.max_connections,
     };
     /* the service needs the gateway to wake, and the gateway the service: create the service

@@ -823,7 +823,7 @@ static void diff_wake(session *s) {
     if (diff_session_ready(s->diff)) lws_callback_on_writable(s->wsi);
 }
 
-static int diff_begin(session *s) {
+static int diff_begin(gateway *g, session *s) {
     if (s->diff) return 0;
     s->diff = malloc(sizeof *s->diff);
     if (s->diff == NULL || diff_session_init(s->diff) != 0) {
@@ -832,7 +832,10 @@ static int diff_begin(session *s) {
         return -1;
     }
     /* DIFF clients peek only after they have received something: the server speaks first */
-    session_send_text(s, "{\"aid\":\"rtn_brokers\",\"brokers\":[\"qaexchange\"]}");
+    json_t *brokers =
+        json_pack("{s:s, s:[s]}", "aid", "rtn_brokers", "brokers",
+                  g->cfg.diff_bid && g->cfg.diff_bid[0] ? g->cfg.diff_bid : "qaexchange");
+    session_send_json(s, brokers);
     return 0;
 }
 
@@ -941,6 +944,14 @@ static void diff_notify_error(session *s, int code, const char *message) {
 
 static void diff_login(gateway *g, session *s, const diff_message *m) {
     diff_session *d = s->diff;
+    const char *bid = g->cfg.diff_bid && g->cfg.diff_bid[0] ? g->cfg.diff_bid : "qaexchange";
+    if (g->cfg.diff_strict_bid && strcmp(m->bid, bid) != 0) {
+        char msg[QAEX_MSG_LEN];
+        snprintf(msg, sizeof msg, "login failed: unknown broker '%.64s' (this server is '%.64s')",
+                 m->bid, bid);
+        diff_notify_error(s, ERR_AUTH_FAILED, msg);
+        return;
+    }
     if (!g->cfg.open_mode) {
         diff_notify_error(s, ERR_AUTH_FAILED,
                           "login failed: password accounts are not available on this server");
@@ -1122,7 +1133,7 @@ static void ws_message(gateway *g, session *s, const char *text, size_t len) {
             s->authenticated = false;
         }
         s->is_diff = true;
-        if (diff_begin(s) != 0) {
+        if (diff_begin(g, s) != 0) {
             lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
             return;
         }
@@ -1393,7 +1404,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             s->is_diff = strncmp(path, "/ws/diff", 8) == 0;
             g->ws_sessions++;
             service_set_push_listeners(g->svc, g->ws_sessions);
-            if (s->is_diff && diff_begin(s) != 0) return -1;
+            if (s->is_diff && diff_begin(g, s) != 0) return -1;
             char account_id[QAEX_ID_LEN];
             if (!s->is_diff && g->cfg.open_mode &&
                 url_arg(wsi, "user_id=", account_id, sizeof account_id) && account_id[0])

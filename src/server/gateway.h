@@ -19,6 +19,8 @@ typedef struct gateway_config {
     int ws_ping_secs;
     int ws_idle_secs;
     bool open_mode;           /* no token needed: the seed's demo mode */
+    const char *diff_bid;     /* the broker id DIFF clients log in to ("qaexchange") */
+    bool diff_strict_bid;     /* refuse a req_login naming another bid */
     unsigned max_connections; /* sizes lws's header-table pool */
 } gateway_config;
 
