@@ -353,7 +353,16 @@ struct history_query_conn {
     int deny_prio;
     int64_t deadline_ns;
     int timed_out;
+    char hidden[32][64]; /* tables of the file that queries may not read (meta, sqlite_*) */
+    int n_hidden;
 };
+
+static int hidden_table(const history_query_conn *c, const char *name) {
+    if (strncasecmp(name, "sqlite_", 7) == 0 || strncasecmp(name, "pragma_", 7) == 0) return 1;
+    for (int i = 0; i < c->n_hidden; i++)
+        if (strcasecmp(c->hidden[i], name) == 0) return 1;
+    return 0;
+}
 
 static void deny(history_query_conn *c, int prio, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -433,7 +442,9 @@ static int authorizer(void *ud, int action, const char *a1, const char *a2, cons
         case SQLITE_RECURSIVE:
             return SQLITE_OK;
         case SQLITE_READ:
-            if (a1 && find_table(a1)) return SQLITE_OK;
+            /* the history tables, and names that are not in the schema (common table
+             * expressions); every other table of the file is refused */
+            if (a1 && (find_table(a1) || !hidden_table(c, a1))) return SQLITE_OK;
             deny(c, 2, "table %s is not available to queries (tables: " TABLE_LIST ")",
                  a1 ? a1 : "?");
             return SQLITE_DENY;
@@ -504,6 +515,16 @@ history_query_conn *history_query_open(const char *path, history_query_error *er
         free(c);
         return NULL;
     }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')",
+                           -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW && c->n_hidden < 32) {
+            const char *nm = (const char *)sqlite3_column_text(st, 0);
+            if (nm && !find_table(nm))
+                snprintf(c->hidden[c->n_hidden++], sizeof c->hidden[0], "%s", nm);
+        }
+    }
+    sqlite3_finalize(st);
     sqlite3_set_authorizer(c->db, authorizer, c);
     return c;
 }
@@ -695,6 +716,52 @@ static const char *skip_space(const char *p) {
     }
 }
 
+/* Finds a table-valued pragma function (pragma_xxx) used as an identifier, outside string
+ * literals and comments, for a clear refusal (the authorizer refuses it anyway). */
+static int find_pragma_function(const char *sql, char *name, size_t len) {
+    const char *p = sql;
+    while (*p) {
+        const char *q = skip_space(p);
+        if (q != p) {
+            p = q;
+            continue;
+        }
+        if (*p == '\'') {
+            for (p++; *p; p++) {
+                if (*p == '\'' && p[1] == '\'') {
+                    p++;
+                } else if (*p == '\'') {
+                    p++;
+                    break;
+                }
+            }
+            continue;
+        }
+        const char *start = p;
+        size_t n = 0;
+        if (*p == '"' || *p == '`' || *p == '[') {
+            char close = *p == '[' ? ']' : *p;
+            start = ++p;
+            while (*p && *p != close)
+                p++;
+            n = (size_t)(p - start);
+            if (*p) p++;
+        } else if (isalpha((unsigned char)*p) || *p == '_') {
+            while (isalnum((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80)
+                p++;
+            n = (size_t)(p - start);
+        } else {
+            p++;
+            continue;
+        }
+        if (n > 7 && strncasecmp(start, "pragma_", 7) == 0) {
+            snprintf(name, len, "%.*s", (int)(n - 7), start + 7);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void first_word(const char *sql, char *w, size_t wlen) {
     const char *p = skip_space(sql);
     while (*p == '(')
@@ -740,6 +807,11 @@ int history_sql(history_query_conn *c, const char *sql, const history_query_limi
         } else {
             qerr(err, HISTORY_QERR_INVALID, "only SELECT is allowed: %s", word);
         }
+        return HISTORY_QERR_INVALID;
+    }
+    char pragma[64];
+    if (find_pragma_function(sql, pragma, sizeof pragma)) {
+        qerr(err, HISTORY_QERR_INVALID, "PRAGMA %s is not allowed: queries are read-only", pragma);
         return HISTORY_QERR_INVALID;
     }
     sqlite3_stmt *st = NULL;
