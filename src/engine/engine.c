@@ -57,7 +57,7 @@ size_t engine_default_instruments(instrument_spec *out, size_t max) {
 
 /* ---- growth of the pools: the only allocations, and never per order once warm ---- */
 
-static int grow_array(void **array, uint32_t *cap, uint32_t need, size_t elem) {
+int grow_array(void **array, uint32_t *cap, uint32_t need, size_t elem) {
     if (need <= *cap) return 0;
     uint32_t n = *cap ? *cap : 16;
     while (n < need) {
@@ -707,7 +707,8 @@ engine *engine_create(const engine_config *cfg) {
     e->touched_instrument = SLOT_NONE;
     e->next_close_ms = INT64_MAX;
     if (idmap_init(&e->instrument_map, 16) || idmap_init(&e->account_map, 1024) ||
-        idmap_init(&e->position_map, 1024) || idmap_init(&e->order_map, 4096)) {
+        idmap_init(&e->position_map, 1024) || idmap_init(&e->order_map, 4096) ||
+        idmap_init(&e->user_map, 64)) {
         engine_destroy(e);
         return NULL;
     }
@@ -736,6 +737,8 @@ void engine_destroy(engine *e) {
     idmap_free(&e->account_map);
     idmap_free(&e->position_map);
     idmap_free(&e->order_map);
+    idmap_free(&e->user_map);
+    free(e->users);
     free(e);
 }
 
@@ -797,6 +800,9 @@ int engine_apply(engine *e, const command *cmd, engine_result *r) {
             break;
         case CMD_CLOCK:
             rc = QAEX_OK;
+            break;
+        case CMD_USER_REGISTER:
+            rc = users_register(e, cmd, r);
             break;
         default:
             rc = engine_fail(r, ERR_BAD_MESSAGE, "unknown command type %d", (int)cmd->type);

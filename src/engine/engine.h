@@ -15,6 +15,7 @@
 #include "engine/instrument.h"
 #include "engine/order.h"
 #include "engine/types.h"
+#include "engine/user.h"
 
 #include <stddef.h>
 
@@ -59,6 +60,7 @@ typedef enum command_type {
     CMD_SETTLEMENT_EXECUTE,
     /* the time passes: closes K-line bars whose period ended (nothing else) */
     CMD_CLOCK,
+    CMD_USER_REGISTER,
     CMD_TYPE_COUNT
 } command_type;
 
@@ -124,6 +126,7 @@ typedef struct command {
             char instrument_id[QAEX_INSTRUMENT_ID_LEN];
             double price;
         } settlement_price;
+        user user; /* CMD_USER_REGISTER: created_ns is the command's time */
     } u;
 } command;
 
@@ -249,6 +252,12 @@ const order *engine_order_next(const engine *e, const order *o);
 /* Retained trades of an account, oldest first. */
 const trade *engine_trade_first(const engine *e, const account *a);
 const trade *engine_trade_next(const engine *e, const trade *t);
+
+/* Users: by id or by username; NULL when unknown. */
+uint32_t engine_user_count(const engine *e);
+const user *engine_user_at(const engine *e, uint32_t i);
+const user *engine_user_find(const engine *e, const char *user_id);
+const user *engine_user_find_by_name(const engine *e, const char *username);
 
 uint32_t engine_settlement_count(const engine *e);
 const settlement_result *engine_settlement_at(const engine *e, uint32_t i);

@@ -44,6 +44,10 @@ struct engine {
     uint32_t cap_trades, trades_in_use;
     uint32_t trade_free; /* free list through account_next */
 
+    user *users;
+    uint32_t n_users, cap_users;
+    idmap user_map; /* namespace 1: user_id, namespace 2: username */
+
     settlement_result *settlements;
     uint32_t n_settlements, cap_settlements;
 
@@ -96,6 +100,11 @@ void engine_record_market_trade(engine *e, instrument *ins, const market_trade *
                                 double amount, int64_t oi_before);
 /* Closes the bars that ended by the command clock. */
 void engine_close_due_bars(engine *e);
+
+/* users.c */
+int users_register(engine *e, const command *cmd, engine_result *r);
+int users_add(engine *e, const user *u); /* snapshot loading: 0, -1 out of memory */
+int grow_array(void **array, uint32_t *cap, uint32_t need, size_t elem);
 
 /* matching.c */
 int matching_insert(engine *e, const command *cmd, engine_result *r);

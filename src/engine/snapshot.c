@@ -307,6 +307,17 @@ static void walk(sink *s, const engine *e, bool with_books) {
         put_f64(s, r->total_profit);
         put_i64(s, r->ts_ns);
     }
+    put_u64(s, e->n_users);
+    for (uint32_t i = 0; i < e->n_users; i++) {
+        const user *u = &e->users[i];
+        PUT_STR(s, u->user_id);
+        PUT_STR(s, u->username);
+        PUT_STR(s, u->email);
+        PUT_STR(s, u->phone);
+        PUT_STR(s, u->password_hash);
+        put_u64(s, u->role);
+        put_i64(s, u->created_ns);
+    }
     if (with_books)
         for (uint32_t i = 0; i < e->n_instruments; i++)
             put_book(s, e, &e->instruments[i]);
@@ -732,6 +743,19 @@ static int load_body(engine *e, source *s) {
             free(r.force_closed_accounts);
             rc = -1;
         }
+    }
+    uint32_t n_users = rc == 0 ? get_count(s, "user count") : 0;
+    for (uint32_t i = 0; i < n_users && rc == 0 && !s->failed; i++) {
+        user u;
+        memset(&u, 0, sizeof u);
+        GET_STR(s, u.user_id);
+        GET_STR(s, u.username);
+        GET_STR(s, u.email);
+        GET_STR(s, u.phone);
+        GET_STR(s, u.password_hash);
+        u.role = (user_role)get_u32(s, ROLE_ADMIN, "user role");
+        u.created_ns = get_i64(s);
+        if (!s->failed && users_add(e, &u) != 0) rc = -1;
     }
     /* orders point at their position, which exists once positions are loaded */
     for (uint32_t i = 0; rc == 0 && !s->failed && i < e->n_accounts; i++) {

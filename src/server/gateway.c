@@ -1149,20 +1149,20 @@ static void ws_message(gateway *g, session *s, const char *text, size_t len) {
     } else if (strcmp(type, "ping") == 0) {
         session_send_text(s, "{\"type\":\"pong\"}");
     } else if (strcmp(type, "auth") == 0) {
-        char user[QAEX_ID_LEN];
-        if (codec_get_string(m, "user_id", user, sizeof user, true, msg, sizeof msg) !=
+        char who[QAEX_ID_LEN];
+        if (codec_get_string(m, "user_id", who, sizeof who, true, msg, sizeof msg) !=
             CODEC_FIELD_OK) {
             session_send_json(s, json_pack("{s:s, s:b, s:s, s:s}", "type", "auth_response",
                                            "success", 0, "user_id", "", "message", msg));
         } else if (!g->cfg.open_mode) {
             session_send_json(s, json_pack("{s:s, s:b, s:s, s:s}", "type", "auth_response",
-                                           "success", 0, "user_id", user, "message",
+                                           "success", 0, "user_id", who, "message",
                                            "token authentication is not available yet"));
         } else {
-            ws_authenticate(g, s, user);
-            session_send_json(s, json_pack("{s:s, s:b, s:s, s:s}", "type", "auth_response",
-                                           "success", 1, "user_id", user, "message",
-                                           "Authentication successful"));
+            ws_authenticate(g, s, who);
+            session_send_json(s,
+                              json_pack("{s:s, s:b, s:s, s:s}", "type", "auth_response", "success",
+                                        1, "user_id", who, "message", "Authentication successful"));
         }
     } else if (strcmp(type, "subscribe") == 0 || strcmp(type, "unsubscribe") == 0) {
         ws_subscribe(g, s, m, strcmp(type, "subscribe") == 0);
@@ -1315,11 +1315,11 @@ static void session_close(gateway *g, session *s) {
     conn_unregister(g, s);
 }
 
-static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss, void *in,
                     size_t len) {
     struct lws_context *ctx = lws_get_context(wsi);
     gateway *g = lws_context_user(ctx);
-    session *s = user;
+    session *s = pss;
     switch (reason) {
         case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
             if (!g->closing) drain_replies(g);
@@ -1466,7 +1466,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         default:
             break;
     }
-    return lws_callback_http_dummy(wsi, reason, user, in, len);
+    return lws_callback_http_dummy(wsi, reason, pss, in, len);
 }
 
 /* ---- lifecycle ---- */
