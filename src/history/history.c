@@ -584,8 +584,10 @@ history_store *history_open(const char *path, const history_options *opts, char 
         return NULL;
     }
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(h->db, "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384;", NULL, NULL,
-                          NULL);
+        rc = sqlite3_exec(h->db,
+                          "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; PRAGMA "
+                          "mmap_size=268435456; PRAGMA wal_autocheckpoint=8192;",
+                          NULL, NULL, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_exec(h->db, schema_sql, NULL, NULL, NULL);
     for (int i = 0; rc == SQLITE_OK && i < HK_COUNT; i++)
         rc = sqlite3_prepare_v3(h->db, insert_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &h->ins[i],

@@ -505,8 +505,10 @@ history_query_conn *history_query_open(const char *path, history_query_error *er
         sqlite3_limit(c->db, SQLITE_LIMIT_ATTACHED, 0);
         sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, 16 * 1024 * 1024);
         sqlite3_limit(c->db, SQLITE_LIMIT_SQL_LENGTH, 100000);
-        rc = sqlite3_exec(c->db, "PRAGMA query_only=1; SELECT 1 FROM trades LIMIT 0", NULL, NULL,
-                          NULL);
+        rc = sqlite3_exec(c->db,
+                          "PRAGMA query_only=1; PRAGMA mmap_size=268435456;"
+                          " SELECT 1 FROM trades LIMIT 0",
+                          NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) {
         qerr(err, HISTORY_QERR_STORAGE, "cannot open history %s: %s", path ? path : "(null)",
