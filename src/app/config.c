@@ -689,8 +689,13 @@ static int load_engine(loader *L, const toml_value *t) {
 }
 
 static int load_auth(loader *L, const toml_value *t) {
-    static const char *const known[] = {"admin_username", "admin_password", "token_secret",
-                                        "token_ttl_secs", "open_mode",      NULL};
+    static const char *const known[] = {"admin_username",
+                                        "admin_password",
+                                        "token_secret",
+                                        "token_ttl_secs",
+                                        "open_mode",
+                                        "password_cost",
+                                        NULL};
     server_config *cfg = L->cfg;
     warn_unknown(L, t, "auth", known);
     int r = get_string(L, t, "auth", "admin_username", cfg->admin_username,
@@ -715,6 +720,16 @@ static int load_auth(loader *L, const toml_value *t) {
     r = get_bool(L, t, "auth", "open_mode", &cfg->open_mode);
     if (r < 0) return -1;
     if (r == 0) L->open_mode_set = true;
+    char cost[32];
+    r = get_string(L, t, "auth", "password_cost", cost, sizeof cost, false);
+    if (r < 0) return -1;
+    if (r == 0) {
+        if (strcmp(cost, "interactive") != 0 && strcmp(cost, "fast") != 0)
+            return fail_at(L, toml_get(t, "password_cost"),
+                           "auth.password_cost must be \"interactive\" or \"fast\", got \"%s\"",
+                           cost);
+        cfg->password_cost_fast = strcmp(cost, "fast") == 0;
+    }
     return 0;
 }
 

@@ -31,7 +31,8 @@
  *   [engine]    trading_day (YYYY-MM-DD), finished_orders_per_account, trades_per_account,
  *               kline_history (finished bars kept per instrument and period, 10000),
  *               recent_trades (matches kept per instrument, 1000)
- *   [auth]      admin_username, admin_password, token_secret, token_ttl_secs, open_mode
+ *   [auth]      admin_username, admin_password, token_secret, token_ttl_secs, open_mode,
+ *               password_cost ("interactive" | "fast": argon2id at its minimum, for tests)
  *   [diff]      bid, strict_bid
  *   [notification] batch_size, batch_interval_ms
  *   [logging]   level, file
@@ -116,6 +117,7 @@ typedef struct server_config {
     char token_secret[256];   /* empty: the server picks a random one at each start */
     int64_t token_ttl_secs;   /* 86400 */
     bool open_mode;           /* no token needed; default true only in development */
+    bool password_cost_fast;  /* argon2id at its minimum cost (tests), not "interactive" */
 
     /* DIFF */
     char diff_bid[64];    /* "qaexchange" */

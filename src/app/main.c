@@ -1,11 +1,13 @@
 /* qaexchange-server: configuration, the engine and its thread, the gateway, signals. */
 #include "app/config.h"
 #include "engine/engine.h"
+#include "server/auth.h"
 #include "server/gateway.h"
 #include "server/persistence.h"
 #include "server/service.h"
 
 #include <signal.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -70,6 +72,39 @@ static int register_instruments(engine *e, persistence *p, const server_config *
     return 0;
 }
 
+/* The operator's account from [auth]: registered once, through the journal like any command
+ * (the engine keeps only the password's hash). */
+static int register_admin(engine *e, persistence *p, const server_config *cfg) {
+    if (cfg->admin_username[0] == '\0' || engine_user_find_by_name(e, cfg->admin_username))
+        return 0;
+    command c;
+    memset(&c, 0, sizeof c);
+    c.type = CMD_USER_REGISTER;
+    c.ts_ns = now_ns();
+    user *u = &c.u.user;
+    char err[256];
+    auth_pwhash_cost cost;
+    if (cfg->password_cost_fast)
+        auth_pwhash_cost_fast(&cost);
+    else
+        auth_pwhash_cost_interactive(&cost);
+    if (!auth_uuid4(u->user_id) || auth_password_hash(&cost, cfg->admin_password, u->password_hash,
+                                                      err, sizeof err) != AUTH_OK) {
+        fprintf(stderr, "qaexchange-server: admin user: %s\n", err);
+        return -1;
+    }
+    snprintf(u->username, sizeof u->username, "%s", cfg->admin_username);
+    u->role = ROLE_ADMIN;
+    engine_result r;
+    uint64_t seq;
+    int rc = 0;
+    if (p && persistence_log(p, &c, &seq, r.message, sizeof r.message) != 0) rc = -1;
+    if (rc == 0 && engine_apply(e, &c, &r) != QAEX_OK) rc = -1;
+    if (rc != 0) fprintf(stderr, "qaexchange-server: admin user: %s\n", r.message);
+    sodium_memzero(&c, sizeof c);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     static server_config cfg;
     char err[1024];
@@ -119,7 +154,7 @@ int main(int argc, char **argv) {
     } else {
         e = engine_create(&cfg.engine);
     }
-    if (e == NULL || register_instruments(e, p, &cfg) != 0) {
+    if (e == NULL || register_instruments(e, p, &cfg) != 0 || register_admin(e, p, &cfg) != 0) {
         fprintf(stderr, "qaexchange-server: could not create the engine\n");
         persistence_close(p, NULL);
         engine_destroy(e);
@@ -137,6 +172,9 @@ int main(int argc, char **argv) {
         .ws_idle_secs = (int)((cfg.ws_idle_timeout_ms + 999) / 1000),
         .open_mode = cfg.open_mode,
         .diff_bid = cfg.diff_bid,
+        .token_secret = cfg.token_secret,
+        .token_ttl_secs = cfg.token_ttl_secs,
+        .password_cost_fast = cfg.password_cost_fast,
         .diff_strict_bid = cfg.diff_strict_bid,
         .max_connections = cfg.max_connections,
     };

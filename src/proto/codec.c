@@ -91,7 +91,7 @@ json_t *codec_position(const engine *e, const position *pos) {
     jb_int(&b, "volume_short_frozen_today", pos->volume_short_frozen_today);
     jb_int(&b, "volume_short_frozen_his", pos->volume_short_frozen_his);
     jb_int(&b, "volume_short_frozen",
-            pos->volume_short_frozen_today + pos->volume_short_frozen_his);
+           pos->volume_short_frozen_today + pos->volume_short_frozen_his);
     jb_int(&b, "volume_short_yd", pos->volume_short_his);
     jb_int(&b, "pos_long_his", pos->volume_long_his);
     jb_int(&b, "pos_long_today", pos->volume_long_today);
@@ -227,6 +227,27 @@ json_t *codec_instrument(const engine *e, const instrument *ins) {
     jb_real(&b, "lower_limit", instrument_lower_limit(ins));
     jb_real(&b, "last_price", instrument_mark_price(ins));
     jb_bool(&b, "in_auction", ins->in_auction);
+    return jb_done(&b);
+}
+
+json_t *codec_user(const engine *e, const user *u, bool with_accounts) {
+    json_builder b = jb_new();
+    jb_str(&b, "user_id", u->user_id);
+    jb_str(&b, "username", u->username);
+    jb_str(&b, "email", u->email);
+    jb_str(&b, "phone", u->phone);
+    jb_str(&b, "role", user_role_name(u->role));
+    jb_put(&b, "roles", json_pack("[s]", user_role_name(u->role)));
+    jb_int(&b, "created_at", ms_of(u->created_ns));
+    if (with_accounts) {
+        json_t *ids = json_array();
+        for (uint32_t i = 0; ids && i < engine_account_count(e); i++) {
+            const account *a = engine_account_at(e, i);
+            if (strcmp(a->user_id, u->user_id) == 0)
+                json_array_append_new(ids, json_string(a->account_id));
+        }
+        jb_put(&b, "accounts", ids);
+    }
     return jb_done(&b);
 }
 

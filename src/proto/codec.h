@@ -89,6 +89,11 @@ json_t *codec_instrument(const engine *e, const instrument *ins);
  * settlement, frozen. */
 json_t *codec_qifi(const engine *e, const account *acc);
 
+/* A user as the auth API shows it: user_id, username, email, phone, role ("user"|"admin"),
+ * roles (an array of it), created_at (ms) and, with_accounts, accounts (account ids it owns).
+ * Never the password hash. */
+json_t *codec_user(const engine *e, const user *u, bool with_accounts);
+
 /* SettlementResult (SPEC 4): settlement_date, total_accounts, settled_accounts, failed_accounts,
  * force_closed_accounts (array of account ids), force_closed_count, total_commission,
  * total_profit, timestamp (ms). */

@@ -2,15 +2,19 @@
 
 #include "engine/idmap.h"
 #include "proto/codec.h"
+#include "server/auth.h"
 #include "server/diff_session.h"
+#include "server/kdf_worker.h"
 
 #include <jansson.h>
 #include <libwebsockets.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -57,6 +61,11 @@ typedef struct session {
     bool is_ws;
     bool is_diff;
     diff_session *diff; /* the DIFF state of a /ws/diff session (or a /ws one that sent an aid) */
+    /* who the token (HTTP: of this request; WebSocket: of the session) says is asking */
+    bool auth_valid, auth_admin;
+    char auth_user[QAEX_ID_LEN];
+    char auth_name[QAEX_NAME_LEN];
+    char pending_secret[AUTH_PASSWORD_MAX + 1]; /* a password waiting for its user's record */
     /* HTTP */
     http_method method;
     char path[512];
@@ -104,6 +113,10 @@ struct gateway {
     int ws_sessions;
     int market_subscriptions;     /* instrument subscriptions over all sessions */
     int diff_quotes, diff_charts; /* DIFF quote subscriptions and charts over all sessions */
+    /* authentication: token keys, the password-hashing thread, failed-login throttling */
+    auth_keys keys;
+    kdf_worker *kdf;
+    auth_throttle *throttle;
     /* replies waiting for the journal to make them durable, oldest first */
     reply *held;
     size_t held_head, held_count, held_cap;
@@ -448,6 +461,11 @@ static int write_response(session *s) {
 
 static void submit(gateway *g, session *s, request *rq) {
     rq->conn_id = s->conn_id;
+    if (!g->cfg.open_mode) {
+        rq->auth_enforced = true;
+        rq->auth_admin = s->auth_valid && s->auth_admin;
+        snprintf(rq->auth_user, sizeof rq->auth_user, "%s", s->auth_valid ? s->auth_user : "");
+    }
     if (rq->cmd.type != 0) rq->cmd.ts_ns = command_time(g);
     if (!service_submit(g->svc, rq)) {
         if (s->is_ws)
@@ -552,6 +570,10 @@ static json_t *parse_body(session *s) {
     return j;
 }
 
+static void auth_register(gateway *g, session *s, json_t *body);
+static void auth_login(gateway *g, session *s, json_t *body);
+static bool http_authenticate(gateway *g, session *s, bool required);
+
 /* POST routes: the body is complete. */
 static void route_post(gateway *g, session *s, char **seg, int n) {
     char msg[QAEX_MSG_LEN];
@@ -560,13 +582,29 @@ static void route_post(gateway *g, session *s, char **seg, int n) {
     request rq;
     memset(&rq, 0, sizeof rq);
     int rc = 0;
+    if (n == 3 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "auth") &&
+        (seg_is(seg, n, 2, "register") || seg_is(seg, n, 2, "login"))) {
+        if (seg_is(seg, n, 2, "register"))
+            auth_register(g, s, body);
+        else
+            auth_login(g, s, body);
+        json_decref(body);
+        return;
+    }
     if (n == 3 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "account") &&
         seg_is(seg, n, 2, "open")) {
         rq.route = ROUTE_ACCOUNT_OPEN;
         rq.cmd.type = CMD_ACCOUNT_OPEN;
         rc = codec_parse_open_account(body, &rq.cmd, msg, sizeof msg);
-        if (rc == 0 && rq.cmd.u.account_open.account_id[0] == '\0')
-            memcpy(rq.cmd.u.account_open.account_id, rq.cmd.u.account_open.user_id, QAEX_ID_LEN);
+        char *owner = rq.cmd.u.account_open.user_id, *id = rq.cmd.u.account_open.account_id;
+        if (rc == 0 && s->auth_valid && owner[0] == '\0') copy_id(owner, QAEX_ID_LEN, s->auth_user);
+        /* the seed's legacy flow names the account by its owner; a logged-in user gets a new id */
+        if (rc == 0 && id[0] == '\0') {
+            if (g->cfg.open_mode)
+                memcpy(id, owner, QAEX_ID_LEN);
+            else
+                new_account_id(id, QAEX_ID_LEN);
+        }
     } else if (n == 5 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "user") &&
                seg_is(seg, n, 3, "account") && seg_is(seg, n, 4, "create")) {
         rq.route = ROUTE_USER_ACCOUNT_CREATE;
@@ -625,7 +663,21 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
         return;
     }
     if (n < 2 || !seg_is(seg, n, 0, "api")) goto not_found;
-    if (seg_is(seg, n, 1, "account")) {
+    if (seg_is(seg, n, 1, "auth")) {
+        if (n == 3 && seg_is(seg, n, 2, "current-user")) {
+            if (!s->auth_valid) {
+                respond_error(s, 401, ERR_NOT_AUTHENTICATED,
+                              "no user: send Authorization: Bearer <token>");
+                return;
+            }
+            copy_id(rq.key, sizeof rq.key, s->auth_user);
+        } else if (n == 4 && seg_is(seg, n, 2, "user")) {
+            copy_id(rq.key, sizeof rq.key, seg[3]);
+        } else {
+            goto not_found;
+        }
+        rq.route = ROUTE_AUTH_USER;
+    } else if (seg_is(seg, n, 1, "account")) {
         if (n == 3 && seg_is(seg, n, 2, "list"))
             rq.route = ROUTE_ACCOUNT_LIST;
         else if (n == 4 && seg_is(seg, n, 2, "detail"))
@@ -706,6 +758,23 @@ not_found:
     respond_error(s, 404, CODEC_ERR_NOT_FOUND, "no route GET %s", s->path);
 }
 
+/* Routes anyone may use without a token: health, metrics, market data, register and login. */
+static bool is_public_route(http_method m, char **seg, int n) {
+    if (m == M_GET && n == 1 && (seg_is(seg, n, 0, "health") || seg_is(seg, n, 0, "metrics")))
+        return true;
+    if (n < 2 || !seg_is(seg, n, 0, "api")) return false;
+    if (m == M_POST && n == 3 && seg_is(seg, n, 1, "auth") &&
+        (seg_is(seg, n, 2, "register") || seg_is(seg, n, 2, "login")))
+        return true;
+    return m == M_GET && (seg_is(seg, n, 1, "market") || seg_is(seg, n, 1, "klines"));
+}
+
+/* The operator's routes: /admin, /monitoring (and both under /api). */
+static bool is_admin_route(char **seg, int n) {
+    int k = seg_is(seg, n, 0, "api") ? 1 : 0;
+    return seg_is(seg, n, k, "admin") || seg_is(seg, n, k, "monitoring");
+}
+
 static void route_http(gateway *g, session *s) {
     s->in_flight = true;
     if (s->body_too_large) {
@@ -721,6 +790,13 @@ static void route_http(gateway *g, session *s) {
     memcpy(path, s->path, sizeof path);
     char *seg[16];
     int n = split_path(path, seg, 16);
+    /* a token is read whenever one comes; without open mode every route but the public ones
+     * needs it, and the operator's routes need the admin role */
+    if (!http_authenticate(g, s, !g->cfg.open_mode && !is_public_route(s->method, seg, n))) return;
+    if (!g->cfg.open_mode && is_admin_route(seg, n) && !s->auth_admin) {
+        respond_error(s, 403, CODEC_ERR_FORBIDDEN, "%s needs the admin role", s->path);
+        return;
+    }
     /* /admin/... and /monitoring/... are also served under /api */
     if (s->method == M_GET)
         route_get(g, s, seg, n);
@@ -815,6 +891,306 @@ static void ws_subscribe(gateway *g, session *s, const json_t *m, bool subscribe
                              1, "channels", channels ? channels : json_array(), "instruments",
                              instruments ? instruments : json_array());
     session_send_json(s, resp);
+}
+
+static void diff_notify_error(session *s, int code, const char *message);
+static void diff_login_as(gateway *g, session *s, const char *user_key, const char *account_id);
+
+/* ---- authentication ---- */
+
+/* What an internal reply or a finished password job is for. */
+enum {
+    PURPOSE_LOGIN = 1, /* POST /api/auth/login */
+    PURPOSE_REGISTER,  /* POST /api/auth/register */
+    PURPOSE_WS_AUTH,   /* the `type` protocol's auth */
+    PURPOSE_DIFF_LOGIN /* DIFF req_login with a password */
+};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Checks a token and, when good, makes its user the session's. */
+static bool token_accept(gateway *g, session *s, const char *token, int *code, char *msg,
+                         size_t cap) {
+    auth_claims c;
+    auth_result r = auth_token_verify(&g->keys, token, now_ms() / 1000, &c, msg, cap);
+    if (r != AUTH_OK) {
+        *code = ERR_AUTH_FAILED;
+        return false;
+    }
+    s->auth_valid = true;
+    s->auth_admin = c.role == AUTH_ROLE_ADMIN;
+    snprintf(s->auth_user, sizeof s->auth_user, "%s", c.sub);
+    snprintf(s->auth_name, sizeof s->auth_name, "%s", c.name);
+    return true;
+}
+
+/* The bearer token of this HTTP request, if any. false (and answered 401) when one is required
+ * and missing, or present and bad. */
+static bool http_authenticate(gateway *g, session *s, bool required) {
+    s->auth_valid = s->auth_admin = false;
+    char header[AUTH_TOKEN_MAX + 16] = "";
+    int n = lws_hdr_copy(s->wsi, header, sizeof header, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n <= 0) {
+        if (!required) return true;
+        respond_error(s, 401, ERR_NOT_AUTHENTICATED,
+                      "authentication required: send Authorization: Bearer <token> (POST "
+                      "/api/auth/login gives one)");
+        return false;
+    }
+    const char *token = header;
+    if (strncasecmp(token, "Bearer ", 7) == 0) token += 7;
+    int code;
+    char msg[QAEX_MSG_LEN];
+    if (!token_accept(g, s, token, &code, msg, sizeof msg)) {
+        respond_error(s, 401, code, "invalid token: %s", msg);
+        return false;
+    }
+    return true;
+}
+
+static void throttle_keys(session *s, const char *username, char *ukey, char *ipkey, size_t cap) {
+    char ip[64] = "";
+    lws_get_peer_simple(s->wsi, ip, sizeof ip);
+    snprintf(ukey, cap, "user:%s", username);
+    snprintf(ipkey, cap, "ip:%s", ip);
+}
+
+/* Refused (429, 9004) while the username or the client address is locked out. */
+static bool throttled(gateway *g, session *s, const char *username) {
+    char ukey[128], ipkey[128];
+    throttle_keys(s, username, ukey, ipkey, sizeof ukey);
+    int64_t wait = auth_throttle_check(g->throttle, ukey, now_ms());
+    const char *key = ukey;
+    if (wait <= 0) {
+        wait = auth_throttle_check(g->throttle, ipkey, now_ms());
+        key = ipkey;
+    }
+    if (wait <= 0) return false;
+    char msg[QAEX_MSG_LEN];
+    auth_throttle_message(key, wait, msg, sizeof msg);
+    if (s->is_ws)
+        diff_notify_error(s, ERR_RATE_LIMITED, msg);
+    else
+        respond_error(s, 429, ERR_RATE_LIMITED, "%s", msg);
+    return true;
+}
+
+static void login_failed(gateway *g, session *s, const char *username) {
+    char ukey[128], ipkey[128];
+    throttle_keys(s, username, ukey, ipkey, sizeof ukey);
+    auth_throttle_failure(g->throttle, ukey, now_ms());
+    auth_throttle_failure(g->throttle, ipkey, now_ms());
+}
+
+static void kdf_submit(gateway *g, session *s, kdf_job *job) {
+    job->conn_id = s->conn_id;
+    if (kdf_worker_submit(g->kdf, job)) {
+        if (!s->is_ws) s->awaiting_reply = true;
+        return;
+    }
+    if (s->is_ws)
+        diff_notify_error(s, ERR_UNAVAILABLE, "the exchange is busy: try to log in again");
+    else
+        respond_error(s, 503, ERR_UNAVAILABLE, "the exchange is busy: password queue full");
+}
+
+static void auth_register(gateway *g, session *s, json_t *body) {
+    char msg[QAEX_MSG_LEN], role[16] = "user";
+    kdf_job job;
+    memset(&job, 0, sizeof job);
+    user u;
+    memset(&u, 0, sizeof u);
+    if (codec_get_string(body, "username", u.username, sizeof u.username, true, msg, sizeof msg) !=
+            CODEC_FIELD_OK ||
+        codec_get_string(body, "password", job.password, sizeof job.password, true, msg,
+                         sizeof msg) != CODEC_FIELD_OK ||
+        codec_get_string(body, "email", u.email, sizeof u.email, false, msg, sizeof msg) ==
+            CODEC_FIELD_ERROR ||
+        codec_get_string(body, "phone", u.phone, sizeof u.phone, false, msg, sizeof msg) ==
+            CODEC_FIELD_ERROR ||
+        codec_get_string(body, "role", role, sizeof role, false, msg, sizeof msg) ==
+            CODEC_FIELD_ERROR) {
+        sodium_memzero(job.password, sizeof job.password);
+        respond_error(s, 400, ERR_BAD_MESSAGE, "%s", msg);
+        return;
+    }
+    if (role[0] == '\0') snprintf(role, sizeof role, "user");
+    if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0) {
+        sodium_memzero(job.password, sizeof job.password);
+        respond_error(s, 400, ERR_BAD_MESSAGE, "role must be user or admin, got \"%s\"", role);
+        return;
+    }
+    if (strcmp(role, "admin") == 0 && !(s->auth_valid && s->auth_admin)) {
+        sodium_memzero(job.password, sizeof job.password);
+        respond_error(s, 403, CODEC_ERR_FORBIDDEN, "only an admin may register an admin");
+        return;
+    }
+    json_t *ctx = json_pack("{s:s, s:s, s:s, s:s}", "username", u.username, "email", u.email,
+                            "phone", u.phone, "role", role);
+    char *text = ctx ? json_dumps(ctx, JSON_COMPACT) : NULL;
+    json_decref(ctx);
+    if (text == NULL || strlen(text) >= sizeof job.context) {
+        free(text);
+        sodium_memzero(job.password, sizeof job.password);
+        respond_error(s, 400, ERR_BAD_MESSAGE, "registration fields are too long");
+        return;
+    }
+    snprintf(job.context, sizeof job.context, "%s", text);
+    free(text);
+    job.kind = KDF_HASH;
+    job.purpose = PURPOSE_REGISTER;
+    kdf_submit(g, s, &job);
+}
+
+static void auth_login(gateway *g, session *s, json_t *body) {
+    char msg[QAEX_MSG_LEN], username[QAEX_NAME_LEN];
+    kdf_job job;
+    memset(&job, 0, sizeof job);
+    if (codec_get_string(body, "username", username, sizeof username, true, msg, sizeof msg) !=
+            CODEC_FIELD_OK ||
+        codec_get_string(body, "password", job.password, sizeof job.password, true, msg,
+                         sizeof msg) != CODEC_FIELD_OK) {
+        sodium_memzero(job.password, sizeof job.password);
+        respond_error(s, 400, ERR_BAD_MESSAGE, "%s", msg);
+        return;
+    }
+    if (throttled(g, s, username)) {
+        sodium_memzero(job.password, sizeof job.password);
+        return;
+    }
+    /* the password waits in the session for the user's record from the engine thread */
+    memcpy(s->pending_secret, job.password, sizeof s->pending_secret);
+    sodium_memzero(job.password, sizeof job.password);
+    request rq;
+    memset(&rq, 0, sizeof rq);
+    rq.route = ROUTE_AUTH_LOOKUP;
+    rq.purpose = PURPOSE_LOGIN;
+    copy_id(rq.key, sizeof rq.key, username);
+    submit(g, s, &rq);
+}
+
+/* The engine thread found (or not) the user of a password login: verify off the I/O thread. */
+static void auth_lookup_done(gateway *g, session *s, const json_t *found, int purpose) {
+    kdf_job job;
+    memset(&job, 0, sizeof job);
+    job.kind = KDF_VERIFY;
+    job.purpose = purpose;
+    memcpy(job.password, s->pending_secret, sizeof s->pending_secret);
+    sodium_memzero(s->pending_secret, sizeof s->pending_secret);
+    if (json_is_true(json_object_get(found, "found"))) {
+        snprintf(job.hash, sizeof job.hash, "%s",
+                 json_string_value(json_object_get(found, "hash")));
+        json_t *ctx = json_deep_copy(found);
+        json_object_del(ctx, "hash");
+        char *text = ctx ? json_dumps(ctx, JSON_COMPACT) : NULL;
+        json_decref(ctx);
+        if (text && strlen(text) < sizeof job.context)
+            snprintf(job.context, sizeof job.context, "%s", text);
+        free(text);
+    } /* unknown: an empty hash burns the same time and fails, so timing tells nothing */
+    kdf_submit(g, s, &job);
+}
+
+/* A password job finished. */
+static void auth_job_done(gateway *g, session *s, kdf_job *job) {
+    json_t *ctx = job->context[0] ? json_loads(job->context, 0, NULL) : NULL;
+    const char *username = json_string_value(json_object_get(ctx, "username"));
+    if (job->purpose == PURPOSE_REGISTER) {
+        if (job->result != AUTH_OK) {
+            respond_error(s, 400, ERR_BAD_MESSAGE, "%s", job->error);
+        } else {
+            request rq;
+            memset(&rq, 0, sizeof rq);
+            rq.route = ROUTE_AUTH_REGISTER;
+            rq.cmd.type = CMD_USER_REGISTER;
+            user *u = &rq.cmd.u.user;
+            if (!auth_uuid4(u->user_id)) {
+                respond_error(s, 500, ERR_INTERNAL, "could not draw a user id");
+                json_decref(ctx);
+                return;
+            }
+            copy_id(u->username, sizeof u->username, username);
+            copy_id(u->email, sizeof u->email, json_string_value(json_object_get(ctx, "email")));
+            copy_id(u->phone, sizeof u->phone, json_string_value(json_object_get(ctx, "phone")));
+            const char *role = json_string_value(json_object_get(ctx, "role"));
+            u->role = role && strcmp(role, "admin") == 0 ? ROLE_ADMIN : ROLE_USER;
+            memcpy(u->password_hash, job->hash, sizeof u->password_hash);
+            submit(g, s, &rq);
+        }
+    } else if (job->result != AUTH_OK || ctx == NULL) {
+        const char *who = s->diff ? s->diff->user_key : s->auth_name;
+        login_failed(g, s, username ? username : who);
+        if (job->purpose == PURPOSE_DIFF_LOGIN)
+            diff_notify_error(s, ERR_AUTH_FAILED, "login failed: wrong user name or password");
+        else
+            respond_error(s, 401, ERR_AUTH_FAILED, "invalid username or password");
+    } else {
+        const char *user_id = json_string_value(json_object_get(ctx, "user_id"));
+        const char *role = json_string_value(json_object_get(ctx, "role"));
+        char ukey[128], ipkey[128];
+        throttle_keys(s, username ? username : "", ukey, ipkey, sizeof ukey);
+        auth_throttle_success(g->throttle, ukey);
+        s->auth_valid = true;
+        s->auth_admin = role && strcmp(role, "admin") == 0;
+        copy_id(s->auth_user, sizeof s->auth_user, user_id);
+        copy_id(s->auth_name, sizeof s->auth_name, username);
+        if (job->purpose == PURPOSE_DIFF_LOGIN) {
+            const char *acc = json_string_value(json_object_get(ctx, "account_id"));
+            if (acc == NULL || acc[0] == '\0')
+                diff_notify_error(s, ERR_ACCOUNT_NOT_FOUND,
+                                  "login failed: the user has no trading account yet");
+            else
+                diff_login_as(g, s, s->diff->user_key, acc);
+        } else {
+            auth_claims c;
+            char token[AUTH_TOKEN_MAX], err[QAEX_MSG_LEN];
+            int64_t now = now_ms() / 1000;
+            if (auth_claims_init(&c, user_id, username,
+                                 s->auth_admin ? AUTH_ROLE_ADMIN : AUTH_ROLE_USER, now,
+                                 g->cfg.token_ttl_secs > 0 ? g->cfg.token_ttl_secs : 86400, err,
+                                 sizeof err) != AUTH_OK ||
+                auth_token_sign(&g->keys, &c, token, sizeof token, err, sizeof err) == 0) {
+                respond_error(s, 500, ERR_INTERNAL, "could not issue a token: %s", err);
+            } else {
+                respond_json(s, 200,
+                             codec_envelope_ok(json_pack(
+                                 "{s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "token", token,
+                                 "token_type", "Bearer", "expires_in", (json_int_t)(c.exp - now),
+                                 "expires_at", (json_int_t)c.exp, "user_id", user_id, "username",
+                                 username, "role", role)));
+            }
+        }
+    }
+    json_decref(ctx);
+}
+
+static void drain_kdf(gateway *g) {
+    kdf_job job;
+    while (g->kdf && kdf_worker_poll(g->kdf, &job)) {
+        session *s = conn_find(g, job.conn_id);
+        if (s) auth_job_done(g, s, &job);
+        sodium_memzero(&job, sizeof job);
+    }
+}
+
+/* An answer of the engine thread meant for the gateway itself. */
+static void internal_reply(gateway *g, session *s, const reply *r) {
+    json_t *body = json_loadb(r->body, r->len, 0, NULL);
+    if (r->status == PURPOSE_LOGIN || r->status == PURPOSE_DIFF_LOGIN) {
+        auth_lookup_done(g, s, body, r->status);
+    } else if (r->status == PURPOSE_WS_AUTH) {
+        bool ok = json_is_true(json_object_get(body, "ok"));
+        const char *acc = json_string_value(json_object_get(body, "account_id"));
+        if (ok) ws_authenticate(g, s, acc);
+        session_send_json(s, json_pack("{s:s, s:b, s:s, s:s}", "type", "auth_response", "success",
+                                       ok, "user_id", acc ? acc : "", "message",
+                                       json_string_value(json_object_get(body, "message"))));
+    }
+    json_decref(body);
 }
 
 /* ---- DIFF sessions ---- */
@@ -952,15 +1328,47 @@ static void diff_login(gateway *g, session *s, const diff_message *m) {
         diff_notify_error(s, ERR_AUTH_FAILED, msg);
         return;
     }
-    if (!g->cfg.open_mode) {
-        diff_notify_error(s, ERR_AUTH_FAILED,
-                          "login failed: password accounts are not available on this server");
+    if (g->cfg.open_mode) { /* the user name names the account, no password asked */
+        diff_login_as(g, s, m->user_name, m->user_name);
         return;
     }
+    /* a login token as the password: user_name names an account of the token's user */
+    if (strchr(m->password, '.') && strchr(strchr(m->password, '.') + 1, '.')) {
+        int code;
+        char msg[QAEX_MSG_LEN];
+        if (!token_accept(g, s, m->password, &code, msg, sizeof msg)) {
+            char text[QAEX_MSG_LEN + 32];
+            snprintf(text, sizeof text, "login failed: %s", msg);
+            diff_notify_error(s, code, text);
+            return;
+        }
+        diff_login_as(g, s, m->user_name, m->user_name);
+        return;
+    }
+    if (throttled(g, s, m->user_name)) return;
+    /* user_name is a username (its first account trades) or an account (its owner's password) */
     diff_logout(g, s);
-    /* the user name names the account; the client's own spelling keys the trade subtree */
     copy_id(d->user_key, sizeof d->user_key, m->user_name);
-    copy_id(d->account_id, sizeof d->account_id, m->user_name);
+    memcpy(s->pending_secret, m->password, sizeof s->pending_secret);
+    request rq;
+    memset(&rq, 0, sizeof rq);
+    rq.route = ROUTE_AUTH_LOOKUP;
+    rq.purpose = PURPOSE_DIFF_LOGIN;
+    copy_id(rq.key, sizeof rq.key, m->user_name);
+    submit(g, s, &rq);
+}
+
+/* Logs the session in to an account: the engine thread answers with its whole subtree (or a
+ * refusal when the session's user does not own it). */
+static void diff_login_as(gateway *g, session *s, const char *user_key, const char *account_id) {
+    diff_session *d = s->diff;
+    char key[QAEX_ID_LEN], acc[QAEX_ID_LEN];
+    copy_id(key, sizeof key, user_key);
+    copy_id(acc, sizeof acc, account_id);
+    diff_logout(g, s);
+    /* the client's own spelling keys the trade subtree */
+    copy_id(d->user_key, sizeof d->user_key, key);
+    copy_id(d->account_id, sizeof d->account_id, acc);
     d->login_pending = true;
     topic_add(g, d->account_id, s->conn_id);
     request rq;
@@ -1155,9 +1563,18 @@ static void ws_message(gateway *g, session *s, const char *text, size_t len) {
             session_send_json(s, json_pack("{s:s, s:b, s:s, s:s}", "type", "auth_response",
                                            "success", 0, "user_id", "", "message", msg));
         } else if (!g->cfg.open_mode) {
-            session_send_json(s, json_pack("{s:s, s:b, s:s, s:s}", "type", "auth_response",
-                                           "success", 0, "user_id", who, "message",
-                                           "token authentication is not available yet"));
+            const char *token = json_string_value(json_object_get(m, "token"));
+            int code;
+            if (token == NULL || !token_accept(g, s, token, &code, msg, sizeof msg)) {
+                session_send_json(s, json_pack("{s:s, s:b, s:s, s:s}", "type", "auth_response",
+                                               "success", 0, "user_id", who, "message",
+                                               token ? msg : "token is required"));
+            } else {
+                rq.route = ROUTE_WS_AUTH;
+                rq.purpose = PURPOSE_WS_AUTH;
+                copy_id(rq.key, sizeof rq.key, who);
+                submit(g, s, &rq);
+            }
         } else {
             ws_authenticate(g, s, who);
             session_send_json(s,
@@ -1236,6 +1653,7 @@ static http_method method_of(struct lws *wsi, char *path, size_t cap) {
 }
 
 static void diff_take_reply(gateway *g, session *s, const reply *r);
+static void internal_reply(gateway *g, session *s, const reply *r);
 
 static void release_reply(gateway *g, reply *r) {
     if (r->kind == REPLY_PUSH_ACCOUNT || r->kind == REPLY_PUSH_INSTRUMENT) {
@@ -1244,6 +1662,8 @@ static void release_reply(gateway *g, reply *r) {
         session *s = conn_find(g, r->conn_id);
         if (s && r->kind == REPLY_HTTP)
             respond(s, r->status, r->body, r->len);
+        else if (s && r->kind == REPLY_INTERNAL)
+            internal_reply(g, s, r);
         else if (s && r->kind == REPLY_WS && s->diff)
             diff_take_reply(g, s, r);
         else if (s && r->kind == REPLY_WS)
@@ -1322,7 +1742,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
     session *s = pss;
     switch (reason) {
         case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-            if (!g->closing) drain_replies(g);
+            if (!g->closing) {
+                drain_replies(g);
+                drain_kdf(g);
+            }
             return 0;
 
         case LWS_CALLBACK_HTTP: {
@@ -1405,10 +1828,23 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
             g->ws_sessions++;
             service_set_push_listeners(g->svc, g->ws_sessions);
             if (s->is_diff && diff_begin(g, s) != 0) return -1;
-            char account_id[QAEX_ID_LEN];
-            if (!s->is_diff && g->cfg.open_mode &&
-                url_arg(wsi, "user_id=", account_id, sizeof account_id) && account_id[0])
+            char account_id[QAEX_ID_LEN], token[AUTH_TOKEN_MAX];
+            bool named = !s->is_diff && url_arg(wsi, "user_id=", account_id, sizeof account_id) &&
+                         account_id[0];
+            if (named && g->cfg.open_mode) {
                 ws_authenticate(g, s, account_id);
+            } else if (named && url_arg(wsi, "token=", token, sizeof token)) {
+                int code;
+                char msg[QAEX_MSG_LEN];
+                if (token_accept(g, s, token, &code, msg, sizeof msg)) {
+                    request rq;
+                    memset(&rq, 0, sizeof rq);
+                    rq.route = ROUTE_WS_AUTH;
+                    rq.purpose = PURPOSE_WS_AUTH;
+                    copy_id(rq.key, sizeof rq.key, account_id);
+                    submit(g, s, &rq);
+                }
+            }
             return 0;
         }
         case LWS_CALLBACK_RECEIVE: {
@@ -1477,6 +1913,27 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
     g->cfg = *cfg;
     g->svc = svc;
     if (idmap_init(&g->topic_index, 1024) != 0) {
+        free(g);
+        return NULL;
+    }
+    char err[QAEX_MSG_LEN];
+    auth_pwhash_cost cost;
+    if (cfg->password_cost_fast)
+        auth_pwhash_cost_fast(&cost);
+    else
+        auth_pwhash_cost_interactive(&cost);
+    auth_throttle_config tc;
+    auth_throttle_config_default(&tc);
+    /* without a configured secret, tokens are signed by a key drawn at start */
+    bool keyed =
+        cfg->token_secret && cfg->token_secret[0]
+            ? auth_keys_from_secret(&g->keys, cfg->token_secret, err, sizeof err) == AUTH_OK
+            : auth_keys_generate(&g->keys) == AUTH_OK;
+    g->throttle = keyed ? auth_throttle_new(&tc, err, sizeof err) : NULL;
+    g->kdf = g->throttle ? kdf_worker_start(&cost, gateway_wake, g) : NULL;
+    if (g->kdf == NULL) {
+        auth_throttle_free(g->throttle);
+        idmap_free(&g->topic_index);
         free(g);
         return NULL;
     }
@@ -1557,7 +2014,10 @@ int gateway_run(gateway *g) {
 void gateway_destroy(gateway *g) {
     if (g == NULL) return;
     g->closing = true;
+    kdf_worker_stop(g->kdf);
     lws_context_destroy(g->ctx);
+    auth_throttle_free(g->throttle);
+    auth_keys_wipe(&g->keys);
     for (uint32_t i = 0; i < g->n_topics; i++)
         free(g->topics[i].conns);
     for (size_t i = 0; i < g->held_count; i++)

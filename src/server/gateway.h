@@ -20,6 +20,9 @@ typedef struct gateway_config {
     int ws_idle_secs;
     bool open_mode;           /* no token needed: the seed's demo mode */
     const char *diff_bid;     /* the broker id DIFF clients log in to ("qaexchange") */
+    const char *token_secret; /* signs login tokens; empty: a random key per start */
+    int64_t token_ttl_secs;
+    bool password_cost_fast;  /* argon2id at its minimum (tests) */
     bool diff_strict_bid;     /* refuse a req_login naming another bid */
     unsigned max_connections; /* sizes lws's header-table pool */
 } gateway_config;

@@ -85,6 +85,12 @@ static void send_json(service *s, const request *rq, reply_kind kind, int status
     deliver(s, &r);
 }
 
+static void reply_internal(service *s, const request *rq, json_t *body) {
+    s->refusing = true; /* it shows no new state: it need not wait for the journal */
+    send_json(s, rq, REPLY_INTERNAL, rq->purpose, body);
+    s->refusing = false;
+}
+
 static void http_ok(service *s, const request *rq, json_t *data) {
     send_json(s, rq, REPLY_HTTP, 200, codec_envelope_ok(data));
 }
@@ -360,6 +366,71 @@ static void on_event(void *ctx, const engine_event *ev) {
     }
 }
 
+/* ---- authorization ---- */
+
+/* A refusal in the protocol the request came by. */
+static void refuse(service *s, const request *rq, int code, const char *message) {
+    s->refusing = true;
+    if (rq->route >= ROUTE_DIFF_LOGIN)
+        send_json(s, rq, REPLY_WS, codec_http_status(code),
+                  json_pack("{s:o}", "notify", diff_notify(s, "ERROR", code, message)));
+    else if (rq->route >= ROUTE_WS_AUTH)
+        ws_error(s, rq, code, message);
+    else
+        http_error(s, rq, code, message);
+    s->refusing = false;
+}
+
+/* True (and refused) when tokens are enforced and the asking user is neither the owner nor an
+ * admin. */
+static bool forbidden(service *s, const request *rq, const char *owner, const char *what) {
+    if (!rq->auth_enforced || rq->auth_admin || strcmp(owner, rq->auth_user) == 0) return false;
+    char msg[QAEX_MSG_LEN];
+    snprintf(msg, sizeof msg, "%.120s does not belong to user %.64s", what, rq->auth_user);
+    refuse(s, rq, CODEC_ERR_FORBIDDEN, msg);
+    return true;
+}
+
+static bool admin_only(service *s, const request *rq, const char *what) {
+    if (!rq->auth_enforced || rq->auth_admin) return false;
+    char msg[QAEX_MSG_LEN];
+    snprintf(msg, sizeof msg, "%.120s needs the admin role", what);
+    refuse(s, rq, CODEC_ERR_FORBIDDEN, msg);
+    return true;
+}
+
+/* Whether the asking user may run this command; refused (nothing journaled) when not. */
+static bool command_allowed(service *s, const request *rq) {
+    if (!rq->auth_enforced || rq->auth_admin) return true;
+    const command *c = &rq->cmd;
+    const char *acc_id = NULL;
+    char what[QAEX_MSG_LEN];
+    switch (c->type) {
+        case CMD_ORDER_INSERT:
+            acc_id = c->u.order.account_id;
+            break;
+        case CMD_ORDER_CANCEL:
+            acc_id = c->u.cancel.account_id;
+            break;
+        case CMD_DEPOSIT:
+        case CMD_WITHDRAW:
+            acc_id = c->u.transfer.account_id;
+            break;
+        case CMD_ACCOUNT_OPEN:
+            snprintf(what, sizeof what, "a new account of user %.64s", c->u.account_open.user_id);
+            return !forbidden(s, rq, c->u.account_open.user_id, what);
+        case CMD_USER_REGISTER:
+            if (c->u.user.role != ROLE_ADMIN) return true;
+            return !admin_only(s, rq, "registering an admin");
+        default:
+            return !admin_only(s, rq, "this operation");
+    }
+    const account *a = engine_account_find(s->e, acc_id);
+    if (a == NULL) return true; /* the engine reports 1006 */
+    snprintf(what, sizeof what, "account %.64s", a->account_id);
+    return !forbidden(s, rq, a->user_id, what);
+}
+
 /* ---- queries ---- */
 
 static const account *need_account(service *s, const request *rq, const char *id, bool ws) {
@@ -371,8 +442,11 @@ static const account *need_account(service *s, const request *rq, const char *id
             ws_error(s, rq, ERR_ACCOUNT_NOT_FOUND, msg);
         else
             http_error(s, rq, ERR_ACCOUNT_NOT_FOUND, msg);
+        return NULL;
     }
-    return a;
+    char what[QAEX_MSG_LEN];
+    snprintf(what, sizeof what, "account %.64s", a->account_id);
+    return forbidden(s, rq, a->user_id, what) ? NULL : a;
 }
 
 static const instrument *need_instrument(service *s, const request *rq) {
@@ -457,10 +531,16 @@ static void handle_query(service *s, const request *rq) {
             break;
         case ROUTE_ACCOUNT_LIST:
         case ROUTE_USER_ACCOUNTS: {
+            if (rq->route == ROUTE_USER_ACCOUNTS &&
+                forbidden(s, rq, rq->key, "this user's accounts"))
+                break;
+            /* a user sees the accounts it owns; an admin (or open mode) sees all */
+            bool mine_only = rq->auth_enforced && !rq->auth_admin;
             json_t *arr = json_array();
             for (uint32_t i = 0; i < engine_account_count(e) && arr; i++) {
                 a = engine_account_at(e, i);
                 if (rq->route == ROUTE_USER_ACCOUNTS && strcmp(a->user_id, rq->key) != 0) continue;
+                if (mine_only && strcmp(a->user_id, rq->auth_user) != 0) continue;
                 json_array_append_new(arr, codec_account(e, a));
             }
             http_ok(s, rq, arr);
@@ -478,7 +558,7 @@ static void handle_query(service *s, const request *rq) {
                 char msg[QAEX_MSG_LEN];
                 snprintf(msg, sizeof msg, "order not found: %s", rq->key2);
                 http_error(s, rq, ERR_ORDER_NOT_FOUND, msg);
-            } else {
+            } else if (!forbidden(s, rq, engine_account_of(e, o->account)->user_id, "this order")) {
                 http_ok(s, rq, codec_order(e, o));
             }
             break;
@@ -541,6 +621,46 @@ static void handle_query(service *s, const request *rq) {
                                      rq->start_ms, rq->end_ms));
             break;
         }
+        case ROUTE_AUTH_USER: {
+            const user *u = engine_user_find(e, rq->key);
+            if (u == NULL) {
+                char msg[QAEX_MSG_LEN];
+                snprintf(msg, sizeof msg, "user not found: %s", rq->key);
+                http_error(s, rq, CODEC_ERR_NOT_FOUND, msg);
+            } else if (!forbidden(s, rq, u->user_id, "this user")) {
+                http_ok(s, rq, codec_user(e, u, true));
+            }
+            break;
+        }
+        case ROUTE_AUTH_LOOKUP: { /* a username, or an account standing for its owner */
+            const user *u = engine_user_find_by_name(e, rq->key);
+            const account *acc = u ? NULL : engine_account_find(e, rq->key);
+            if (acc) u = engine_user_find(e, acc->user_id);
+            for (uint32_t i = 0; u && !acc && i < engine_account_count(e); i++)
+                if (strcmp(engine_account_at(e, i)->user_id, u->user_id) == 0)
+                    acc = engine_account_at(e, i);
+            reply_internal(s, rq,
+                           u ? json_pack("{s:b, s:s, s:s, s:s, s:s, s:s}", "found", 1, "user_id",
+                                         u->user_id, "username", u->username, "role",
+                                         user_role_name(u->role), "hash", u->password_hash,
+                                         "account_id", acc ? acc->account_id : "")
+                             : json_pack("{s:b}", "found", 0));
+            break;
+        }
+        case ROUTE_WS_AUTH: { /* may this token's user act on the account? */
+            a = engine_account_find(e, rq->key);
+            bool ok = a && (!rq->auth_enforced || rq->auth_admin ||
+                            strcmp(a->user_id, rq->auth_user) == 0);
+            char msg[QAEX_MSG_LEN];
+            snprintf(msg, sizeof msg, "%s",
+                     ok  ? "Authentication successful"
+                     : a ? "this account belongs to another user"
+                         : "account not found");
+            reply_internal(
+                s, rq,
+                json_pack("{s:b, s:s, s:s}", "ok", ok, "account_id", rq->key, "message", msg));
+            break;
+        }
         case ROUTE_DIFF_LOGIN: {
             a = engine_account_find(e, rq->key);
             if (a == NULL) {
@@ -551,6 +671,7 @@ static void handle_query(service *s, const request *rq) {
                     json_pack("{s:o}", "notify", diff_notify(s, "ERROR", ERR_AUTH_FAILED, msg)));
                 break;
             }
+            if (forbidden(s, rq, a->user_id, "this account")) break;
             diff_watch(s, (uint32_t)(a - engine_account_at(e, 0)), +1);
             json_t *tree = diff_trade_tree(e, a, rq->key2);
             send_json(s, rq, REPLY_WS, 200,
@@ -700,6 +821,10 @@ static void handle_command(service *s, const request *rq) {
     engine_result res;
     uint64_t seq;
     int rc;
+    if (!command_allowed(s, rq)) {
+        flush_pushes(s);
+        return;
+    }
     /* write-ahead: the command is in the journal before the engine sees it, or it is refused */
     if (s->p && persistence_log(s->p, &rq->cmd, &seq, res.message, sizeof res.message) != 0)
         rc = ERR_STORAGE;
@@ -736,6 +861,11 @@ static void handle_command(service *s, const request *rq) {
         case ROUTE_USER_ACCOUNT_CREATE:
             http_ok(s, rq, codec_account(e, a));
             break;
+        case ROUTE_AUTH_REGISTER: {
+            const user *u = engine_user_find(e, rq->cmd.u.user.user_id);
+            http_ok(s, rq, u ? codec_user(e, u, true) : NULL);
+            break;
+        }
         case ROUTE_DEPOSIT:
         case ROUTE_WITHDRAW: {
             json_t *data = codec_account(e, a);

@@ -41,8 +41,11 @@ typedef enum route {
     ROUTE_ORDER_STATS,
     ROUTE_KLINES, /* key instrument, num1 kline_period, num2 count, start_ms/end_ms */
     ROUTE_SYMBOLS,
-    ROUTE_CLOCK, /* internal: the engine thread's own CMD_CLOCK, answered to nobody */
-    ROUTE_STATE, /* state digest and journal position, for operators and crash tests */
+    ROUTE_CLOCK,         /* internal: the engine thread's own CMD_CLOCK, answered to nobody */
+    ROUTE_STATE,         /* state digest and journal position, for operators and crash tests */
+    ROUTE_AUTH_REGISTER, /* CMD_USER_REGISTER */
+    ROUTE_AUTH_USER,     /* key user id: the user and its accounts */
+    ROUTE_AUTH_LOOKUP,   /* internal: key username (or account id): the user and its hash */
     /* the `type` WebSocket protocol */
     ROUTE_WS_AUTH,
     ROUTE_WS_SUBMIT,
@@ -73,6 +76,12 @@ typedef struct request {
     int64_t num1, num2;       /* page and size, depth, count */
     int64_t start_ms, end_ms; /* a time window, 0 = open */
     char date_from[QAEX_DATE_LEN], date_to[QAEX_DATE_LEN];
+    /* who asks, when tokens are enforced: the engine thread checks that this user owns the
+     * account a request acts on (admins act on any) */
+    bool auth_enforced;
+    bool auth_admin;
+    char auth_user[QAEX_ID_LEN];
+    int purpose; /* internal requests: echoed in the reply's status */
 } request;
 
 typedef enum reply_kind {
@@ -80,6 +89,7 @@ typedef enum reply_kind {
     REPLY_WS,              /* a message to one WebSocket connection */
     REPLY_PUSH_ACCOUNT,    /* a push to sessions watching `topic` (an account id) */
     REPLY_PUSH_INSTRUMENT, /* a push to sessions subscribed to `topic` (an instrument id) */
+    REPLY_INTERNAL,        /* for the gateway itself (status = the request's purpose) */
 } reply_kind;
 
 /* Channels of the `type` protocol's subscriptions. */
