@@ -642,6 +642,7 @@ static int transfer(engine *e, const command *cmd, engine_result *r) {
                            amount);
     account_view v;
     engine_view_of(e, a, &v);
+    double balance_before = v.balance;
     if (!deposit) {
         if (a->frozen)
             return engine_fail(r, ERR_ACCOUNT_FROZEN, "account %s is frozen", a->account_id);
@@ -662,7 +663,17 @@ static int transfer(engine *e, const command *cmd, engine_result *r) {
              (unsigned long long)(e->txn_seq % 100000000ULL));
     memcpy(r->txn_id, t.txn_id, sizeof r->txn_id);
     engine_view_of(e, a, &v);
+    t.balance_before = balance_before;
     t.balance_after = v.balance;
+    transfer_record rec = {.account = r->account,
+                           .is_deposit = deposit,
+                           .amount = amount,
+                           .balance_before = balance_before,
+                           .balance_after = v.balance,
+                           .ts_ns = cmd->ts_ns};
+    memcpy(rec.txn_id, t.txn_id, sizeof rec.txn_id);
+    if (engine_log_transfer(e, &rec) != 0)
+        return engine_fail(r, ERR_INTERNAL, "out of memory logging transaction %s", t.txn_id);
     engine_event ev = {.type = EV_TRANSFER, .transfer = &t};
     engine_emit(e, &ev);
     engine_touch_account(e, r->account);
@@ -721,14 +732,17 @@ void engine_destroy(engine *e) {
         instrument_free(&e->instruments[i]);
     for (uint32_t i = 0; i < e->n_accounts; i++)
         free(e->accounts[i].positions);
-    for (uint32_t i = 0; i < e->n_settlements; i++)
+    for (uint32_t i = 0; i < e->n_settlements; i++) {
         free(e->settlements[i].force_closed_accounts);
+        free(e->settlements[i].rows);
+    }
     free(e->instruments);
     free(e->accounts);
     free(e->positions);
     free(e->orders);
     free(e->trades);
     free(e->settlements);
+    free(e->transfers);
     free(e->account_epoch);
     free(e->position_epoch);
     free(e->touched_accounts);
@@ -859,11 +873,49 @@ void engine_close_due_bars(engine *e) {
     }
 }
 
+int engine_log_transfer(engine *e, const transfer_record *t) {
+    if (e->transfers_count == e->transfers_cap && e->transfers_cap < TRANSFER_LOG_SIZE) {
+        uint32_t cap = e->transfers_cap ? e->transfers_cap * 2 : 64;
+        if (cap > TRANSFER_LOG_SIZE) cap = TRANSFER_LOG_SIZE;
+        transfer_record *grown = malloc((size_t)cap * sizeof *grown);
+        if (grown == NULL) return -1;
+        for (uint32_t i = 0; i < e->transfers_count; i++)
+            grown[i] = e->transfers[(e->transfers_start + i) % e->transfers_cap];
+        free(e->transfers);
+        e->transfers = grown;
+        e->transfers_cap = cap;
+        e->transfers_start = 0;
+    }
+    if (e->transfers_count == e->transfers_cap) { /* full: the oldest gives way */
+        e->transfers[e->transfers_start] = *t;
+        e->transfers_start = (e->transfers_start + 1) % e->transfers_cap;
+    } else {
+        e->transfers[(e->transfers_start + e->transfers_count++) % e->transfers_cap] = *t;
+    }
+    return 0;
+}
+
+uint32_t engine_transfer_count(const engine *e) {
+    return e->transfers_count;
+}
+
+const transfer_record *engine_transfer_at(const engine *e, uint32_t i) {
+    return i < e->transfers_count ? &e->transfers[(e->transfers_start + i) % e->transfers_cap]
+                                  : NULL;
+}
+
 int engine_add_settlement(engine *e, const settlement_result *sr) {
     if (grow_array((void **)&e->settlements, &e->cap_settlements, e->n_settlements + 1,
                    sizeof(settlement_result)) != 0)
         return -1;
     e->settlements[e->n_settlements++] = *sr;
+    /* per-account lines are kept for a window of days; the history store keeps them all */
+    if (e->n_settlements > SETTLEMENT_DETAIL_DAYS) {
+        settlement_result *old = &e->settlements[e->n_settlements - SETTLEMENT_DETAIL_DAYS - 1];
+        free(old->rows);
+        old->rows = NULL;
+        old->n_rows = 0;
+    }
     return 0;
 }
 

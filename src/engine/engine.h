@@ -139,6 +139,18 @@ typedef struct engine_result {
     char txn_id[24];  /* deposit/withdraw: "TXN" + YYYYMMDD + 8 digits */
 } engine_result;
 
+/* One account's line of a daily settlement, kept for the last SETTLEMENT_DETAIL_DAYS days. */
+typedef struct settlement_row {
+    char account_id[QAEX_ID_LEN];
+    double pre_balance, balance; /* before and after */
+    double close_profit, position_profit, commission;
+    double risk_ratio;
+    bool force_close;
+} settlement_row;
+
+#define SETTLEMENT_DETAIL_DAYS 30
+#define TRANSFER_LOG_SIZE 100000 /* capital transactions kept in memory, newest */
+
 typedef struct settlement_result {
     char settlement_date[QAEX_DATE_LEN];
     uint32_t total_accounts;
@@ -149,6 +161,8 @@ typedef struct settlement_result {
     double total_commission;
     double total_profit;
     int64_t ts_ns;
+    settlement_row *rows; /* per account; NULL once the day is older than the detail window */
+    uint32_t n_rows;
 } settlement_result;
 
 typedef struct account_settlement {
@@ -168,9 +182,19 @@ typedef struct capital_transfer {
     const account *account;
     bool is_deposit;
     double amount;
+    double balance_before;
     double balance_after;
     int64_t ts_ns;
 } capital_transfer;
+
+/* A capital transaction as the engine keeps it (account by slot: the log outlives pointers). */
+typedef struct transfer_record {
+    char txn_id[24];
+    uint32_t account;
+    bool is_deposit;
+    double amount, balance_before, balance_after;
+    int64_t ts_ns;
+} transfer_record;
 
 typedef enum event_type {
     EV_ORDER = 1,       /* an order was accepted or changed: .order */
@@ -258,6 +282,10 @@ uint32_t engine_user_count(const engine *e);
 const user *engine_user_at(const engine *e, uint32_t i);
 const user *engine_user_find(const engine *e, const char *user_id);
 const user *engine_user_find_by_name(const engine *e, const char *username);
+
+/* Capital transactions kept, oldest first (the last TRANSFER_LOG_SIZE). */
+uint32_t engine_transfer_count(const engine *e);
+const transfer_record *engine_transfer_at(const engine *e, uint32_t i);
 
 uint32_t engine_settlement_count(const engine *e);
 const settlement_result *engine_settlement_at(const engine *e, uint32_t i);

@@ -48,6 +48,9 @@ struct engine {
     uint32_t n_users, cap_users;
     idmap user_map; /* namespace 1: user_id, namespace 2: username */
 
+    transfer_record *transfers; /* a ring of the newest TRANSFER_LOG_SIZE */
+    uint32_t transfers_cap, transfers_start, transfers_count;
+
     settlement_result *settlements;
     uint32_t n_settlements, cap_settlements;
 
@@ -92,6 +95,7 @@ int engine_add_instrument(engine *e, const instrument_spec *spec, engine_result 
 int engine_reserve_accounts(engine *e, uint32_t n);
 int engine_reserve_positions(engine *e, uint32_t n);
 int engine_add_settlement(engine *e, const settlement_result *sr);
+int engine_log_transfer(engine *e, const transfer_record *t);
 
 /* The bars an instrument has open may end earlier than the engine's next close. */
 void engine_note_bars(engine *e, const instrument *ins);

@@ -180,6 +180,8 @@ int settlement_execute(engine *e, const command *cmd, engine_result *r) {
     sr.ts_ns = cmd->ts_ns;
     sr.total_accounts = e->n_accounts;
     uint32_t cap_closed = 0;
+    sr.rows = calloc(e->n_accounts ? e->n_accounts : 1, sizeof *sr.rows);
+    if (sr.rows == NULL) return engine_fail(r, ERR_INTERNAL, "out of memory settling the day");
 
     for (uint32_t i = 0; i < e->n_accounts; i++)
         cancel_day_orders(e, i, false, cmd->ts_ns);
@@ -198,6 +200,7 @@ int settlement_execute(engine *e, const command *cmd, engine_result *r) {
                 void *p = realloc(sr.force_closed_accounts, (size_t)n * QAEX_ID_LEN);
                 if (p == NULL) {
                     free(sr.force_closed_accounts);
+                    free(sr.rows);
                     return engine_fail(r, ERR_INTERNAL, "out of memory recording settlement");
                 }
                 sr.force_closed_accounts = p;
@@ -206,6 +209,15 @@ int settlement_execute(engine *e, const command *cmd, engine_result *r) {
             memcpy(sr.force_closed_accounts[sr.force_closed_count++], e->accounts[i].account_id,
                    QAEX_ID_LEN);
         }
+        settlement_row *row = &sr.rows[sr.n_rows++];
+        memcpy(row->account_id, e->accounts[i].account_id, sizeof row->account_id);
+        row->pre_balance = as.pre_balance;
+        row->balance = as.balance;
+        row->close_profit = as.close_profit;
+        row->position_profit = as.position_profit;
+        row->commission = as.commission;
+        row->risk_ratio = as.risk_ratio;
+        row->force_close = as.force_close;
         engine_event ev = {.type = EV_ACCOUNT_SETTLED, .settlement = &as};
         engine_emit(e, &ev);
     }
@@ -229,6 +241,7 @@ int settlement_execute(engine *e, const command *cmd, engine_result *r) {
     e->txn_seq = 0;
     if (engine_add_settlement(e, &sr) != 0) {
         free(sr.force_closed_accounts);
+        free(sr.rows);
         return engine_fail(r, ERR_INTERNAL, "out of memory recording settlement");
     }
     engine_event ev = {.type = EV_SETTLEMENT,

@@ -306,6 +306,29 @@ static void walk(sink *s, const engine *e, bool with_books) {
         put_f64(s, r->total_commission);
         put_f64(s, r->total_profit);
         put_i64(s, r->ts_ns);
+        put_u64(s, r->n_rows);
+        for (uint32_t k = 0; k < r->n_rows; k++) {
+            const settlement_row *row = &r->rows[k];
+            PUT_STR(s, row->account_id);
+            put_f64(s, row->pre_balance);
+            put_f64(s, row->balance);
+            put_f64(s, row->close_profit);
+            put_f64(s, row->position_profit);
+            put_f64(s, row->commission);
+            put_f64(s, row->risk_ratio);
+            put_u64(s, row->force_close);
+        }
+    }
+    put_u64(s, e->transfers_count);
+    for (uint32_t i = 0; i < e->transfers_count; i++) {
+        const transfer_record *t = engine_transfer_at(e, i);
+        PUT_STR(s, t->txn_id);
+        put_u64(s, t->account);
+        put_u64(s, t->is_deposit);
+        put_f64(s, t->amount);
+        put_f64(s, t->balance_before);
+        put_f64(s, t->balance_after);
+        put_i64(s, t->ts_ns);
     }
     put_u64(s, e->n_users);
     for (uint32_t i = 0; i < e->n_users; i++) {
@@ -739,10 +762,44 @@ static int load_body(engine *e, source *s) {
         r.total_commission = get_f64(s);
         r.total_profit = get_f64(s);
         r.ts_ns = get_i64(s);
-        if (engine_add_settlement(e, &r) != 0) {
+        r.n_rows = get_u32(s, e->n_accounts, "settlement rows");
+        if (!s->failed && r.n_rows) {
+            r.rows = calloc(r.n_rows, sizeof *r.rows);
+            if (r.rows == NULL) {
+                free(r.force_closed_accounts);
+                rc = -1;
+                break;
+            }
+        }
+        for (uint32_t k = 0; k < r.n_rows && !s->failed; k++) {
+            settlement_row *row = &r.rows[k];
+            GET_STR(s, row->account_id);
+            row->pre_balance = get_f64(s);
+            row->balance = get_f64(s);
+            row->close_profit = get_f64(s);
+            row->position_profit = get_f64(s);
+            row->commission = get_f64(s);
+            row->risk_ratio = get_f64(s);
+            row->force_close = get_u32(s, 1, "force close") != 0;
+        }
+        if (s->failed || engine_add_settlement(e, &r) != 0) {
             free(r.force_closed_accounts);
+            free(r.rows);
             rc = -1;
         }
+    }
+    uint32_t n_transfers = rc == 0 ? get_count(s, "transfer count") : 0;
+    for (uint32_t i = 0; i < n_transfers && rc == 0 && !s->failed; i++) {
+        transfer_record t;
+        memset(&t, 0, sizeof t);
+        GET_STR(s, t.txn_id);
+        t.account = get_u32(s, e->n_accounts, "transfer account");
+        t.is_deposit = get_u32(s, 1, "transfer kind") != 0;
+        t.amount = get_f64(s);
+        t.balance_before = get_f64(s);
+        t.balance_after = get_f64(s);
+        t.ts_ns = get_i64(s);
+        if (!s->failed && engine_log_transfer(e, &t) != 0) rc = -1;
     }
     uint32_t n_users = rc == 0 ? get_count(s, "user count") : 0;
     for (uint32_t i = 0; i < n_users && rc == 0 && !s->failed; i++) {
