@@ -389,7 +389,7 @@ static int64_t v_base;        /* the volume before global trade 0 */
 static uint64_t trades_sent, acks, refused;
 static uint64_t measure_lo, measure_hi; /* global trade numbers measured: [lo, hi) */
 static bool measuring_bytes;
-static uint32_t *lat; /* per (trade, session) in the measured range, ns (clamped) */
+static uint32_t *lat; /* per (trade, session) in the measured range, 100 ns units */
 static size_t n_lat, cap_lat;
 
 static void record(int64_t ns) {
@@ -397,7 +397,8 @@ static void record(int64_t ns) {
         cap_lat = cap_lat ? cap_lat * 2 : 1 << 22;
         lat = xrealloc(lat, cap_lat * sizeof *lat);
     }
-    lat[n_lat++] = ns < 0 ? 0 : ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
+    int64_t units = ns / 100; /* 100 ns units: up to 429 s */
+    lat[n_lat++] = units < 0 ? 0 : units > UINT32_MAX ? UINT32_MAX : (uint32_t)units;
 }
 
 /* A session saw the IF2501 volume v at time now: every trade newly covered is delivered. */
@@ -714,7 +715,7 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 static double pct_u32(const uint32_t *v, size_t n, double p) {
-    return n ? (double)v[(size_t)(p / 100.0 * (double)(n - 1) + 0.5)] / 1000.0 : 0;
+    return n ? (double)v[(size_t)(p / 100.0 * (double)(n - 1) + 0.5)] / 10.0 : 0;
 }
 
 static double pct_i64(const int64_t *v, size_t n, double p) {
