@@ -6,6 +6,7 @@
 #include "server/persistence.h"
 #include "server/service.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdatomic.h>
@@ -193,6 +194,17 @@ int main(int argc, char **argv) {
     }
     service_set_wake(svc, gateway_wake, g);
     atomic_store(&wake_target, g);
+    /* every operator action, one JSON line each, beside the journal */
+    FILE *audit = NULL;
+    if (cfg.storage_enabled) {
+        char path[CONFIG_PATH_LEN + 16];
+        snprintf(path, sizeof path, "%s/audit.log", cfg.data_dir);
+        audit = fopen(path, "a");
+        if (audit == NULL)
+            fprintf(stderr, "qaexchange-server: warning: cannot open %s: %s\n", path,
+                    strerror(errno));
+        service_set_audit_file(svc, audit);
+    }
     if (service_start(svc) != 0) {
         fprintf(stderr, "qaexchange-server: cannot start the engine thread\n");
         gateway_destroy(g);
@@ -224,6 +236,7 @@ int main(int argc, char **argv) {
     /* the engine thread finishes what is queued, the journal is flushed and a final snapshot
      * written, then the gateway goes */
     service_destroy(svc);
+    if (audit) fclose(audit);
     atomic_store(&wake_target, NULL);
     persistence_close(p, e);
     gateway_destroy(g);

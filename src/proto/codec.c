@@ -788,6 +788,103 @@ int codec_parse_open_account(const json_t *body, command *out, char *msg, size_t
     return 0;
 }
 
+/* The first of several spellings of a number member that is present. */
+static int get_number_any(const json_t *body, const char *const *names, double *out, bool *seen,
+                          char *msg, size_t msglen) {
+    for (; *names; names++) {
+        int r = codec_get_number(body, *names, out, false, msg, msglen);
+        if (r == CODEC_FIELD_ERROR) return -1;
+        if (r == CODEC_FIELD_OK) {
+            *seen = true;
+            return 0;
+        }
+    }
+    return 0;
+}
+
+int codec_parse_instrument(const json_t *body, instrument_spec *out, uint32_t *fields, char *msg,
+                           size_t msglen) {
+    memset(out, 0, sizeof *out);
+    *fields = 0;
+    int rc = check_body(body, msg, msglen);
+    if (rc != 0) return rc;
+    out->instrument_type = INSTRUMENT_FUTURE;
+    out->margin_rate = 0.1;
+    out->limit_up_rate = out->limit_down_rate = 0.1;
+    static const struct {
+        const char *const names[4];
+        size_t offset;
+        uint32_t bit;
+    } numbers[] = {
+        {{"contract_multiplier", "multiplier", "volume_multiple", NULL}, 0, UPDATE_MULTIPLIER},
+        {{"price_tick", NULL}, offsetof(instrument_spec, price_tick), UPDATE_PRICE_TICK},
+        {{"margin_rate", "margin_ratio", NULL},
+         offsetof(instrument_spec, margin_rate),
+         UPDATE_MARGIN_RATE},
+        {{"commission_rate", NULL},
+         offsetof(instrument_spec, commission_rate),
+         UPDATE_COMMISSION_RATE},
+        {{"commission_per_lot", NULL},
+         offsetof(instrument_spec, commission_per_lot),
+         UPDATE_COMMISSION_PER_LOT},
+        {{"limit_up_rate", NULL}, offsetof(instrument_spec, limit_up_rate), UPDATE_LIMIT_UP_RATE},
+        {{"limit_down_rate", NULL},
+         offsetof(instrument_spec, limit_down_rate),
+         UPDATE_LIMIT_DOWN_RATE},
+        {{"pre_settlement", "init_price", NULL}, offsetof(instrument_spec, pre_settlement), 0},
+        {{"pre_close", NULL}, offsetof(instrument_spec, pre_close), 0},
+    };
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        double v = 0;
+        bool seen = false;
+        if (get_number_any(body, numbers[i].names, &v, &seen, msg, msglen) != 0)
+            return ERR_BAD_MESSAGE;
+        if (!seen) continue;
+        *fields |= numbers[i].bit;
+        if (i == 0) {
+            if (v != floor(v) || v < 1 || v > 1e9) {
+                snprintf(msg, msglen, "contract_multiplier must be a whole number >= 1, got %g", v);
+                return ERR_BAD_MESSAGE;
+            }
+            out->contract_multiplier = (int32_t)v;
+        } else {
+            *(double *)((char *)out + numbers[i].offset) = v;
+        }
+    }
+    if (out->pre_close == 0) out->pre_close = out->pre_settlement;
+    char type[16];
+    if (codec_get_string(body, "instrument_id", out->instrument_id, sizeof out->instrument_id,
+                         false, msg, msglen) == CODEC_FIELD_ERROR ||
+        codec_get_string(body, "exchange", out->exchange, sizeof out->exchange, false, msg,
+                         msglen) == CODEC_FIELD_ERROR ||
+        codec_get_string(body, "list_date", out->list_date, sizeof out->list_date, false, msg,
+                         msglen) == CODEC_FIELD_ERROR)
+        return ERR_BAD_MESSAGE;
+    if (out->exchange[0] == '\0' &&
+        codec_get_string(body, "exchange_id", out->exchange, sizeof out->exchange, false, msg,
+                         msglen) == CODEC_FIELD_ERROR)
+        return ERR_BAD_MESSAGE;
+    int r = codec_get_string(body, "instrument_name", out->instrument_name,
+                             sizeof out->instrument_name, false, msg, msglen);
+    if (r == CODEC_FIELD_ABSENT)
+        r = codec_get_string(body, "name", out->instrument_name, sizeof out->instrument_name, false,
+                             msg, msglen);
+    if (r == CODEC_FIELD_ERROR) return ERR_BAD_MESSAGE;
+    if (r == CODEC_FIELD_OK) *fields |= UPDATE_NAME;
+    r = codec_get_string(body, "expire_date", out->expire_date, sizeof out->expire_date, false, msg,
+                         msglen);
+    if (r == CODEC_FIELD_ERROR) return ERR_BAD_MESSAGE;
+    if (r == CODEC_FIELD_OK) *fields |= UPDATE_EXPIRE_DATE;
+    r = codec_get_string(body, "instrument_type", type, sizeof type, false, msg, msglen);
+    if (r == CODEC_FIELD_ERROR) return ERR_BAD_MESSAGE;
+    if (r == CODEC_FIELD_OK && instrument_type_parse(type, &out->instrument_type) != 0) {
+        snprintf(msg, msglen, "instrument_type must be one of Future, Option, Stock; got \"%s\"",
+                 type);
+        return ERR_BAD_MESSAGE;
+    }
+    return 0;
+}
+
 int codec_parse_transfer(const json_t *body, command_type type, command *out, char *msg,
                          size_t msglen) {
     command_reset(out, type);

@@ -252,4 +252,14 @@ int codec_parse_open_account(const json_t *body, command *out, char *msg, size_t
 int codec_parse_transfer(const json_t *body, command_type type, command *out, char *msg,
                          size_t msglen);
 
+/* POST /admin/instrument/create, PUT /admin/instrument/{id}/update: instrument_id, instrument_name
+ * (or name), instrument_type (Future|Option|Stock), exchange (or exchange_id),
+ * contract_multiplier (or multiplier, volume_multiple), price_tick, margin_rate,
+ * commission_rate, commission_per_lot, limit_up_rate, limit_down_rate, list_date, expire_date,
+ * pre_settlement (or init_price), pre_close. *fields receives the UPDATE_* bits of the members
+ * present. Creation defaults: Future, margin 0.1, limits 0.1, no commission, pre_close =
+ * pre_settlement. Errors -> 9003 naming the field. */
+int codec_parse_instrument(const json_t *body, instrument_spec *out, uint32_t *fields, char *msg,
+                           size_t msglen);
+
 #endif

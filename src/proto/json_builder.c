@@ -115,4 +115,3 @@ json_t *jb_done(json_builder *b) {
     json_decref(b->obj);
     return NULL;
 }
-

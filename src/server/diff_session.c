@@ -81,9 +81,9 @@ int diff_session_merge_klines(diff_session *d, const char *instrument_id, const 
         if (moved->left_id < 0) moved->left_id = last;
         if (moved->right_id - moved->left_id + 1 > moved->view_width)
             moved->left_id = moved->right_id - moved->view_width + 1;
-        json_t *ids = json_pack("{s:{s:{s:I, s:I}}}", "charts", moved->chart_id, "left_id",
-                                (json_int_t)moved->left_id, "right_id",
-                                (json_int_t)moved->right_id);
+        json_t *ids =
+            json_pack("{s:{s:{s:I, s:I}}}", "charts", moved->chart_id, "left_id",
+                      (json_int_t)moved->left_id, "right_id", (json_int_t)moved->right_id);
         int rc = ids ? diff_session_merge(d, ids) : -1;
         json_decref(ids);
         if (rc != 0) {

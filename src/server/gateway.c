@@ -16,7 +16,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_WS_MESSAGE (64 * 1024)
 #define MAX_SUBSCRIPTIONS 64
@@ -758,6 +760,260 @@ not_found:
     respond_error(s, 404, CODEC_ERR_NOT_FOUND, "no route GET %s", s->path);
 }
 
+/* ---- the operator's routes (/admin, /monitoring; admin role when tokens are enforced) ---- */
+
+static int64_t process_start_ns;
+
+/* /monitoring/system: answered here, it needs nothing of the engine. */
+static void monitor_system(gateway *g, session *s) {
+    long rss_pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        long size;
+        if (fscanf(f, "%ld %ld", &size, &rss_pages) != 2) rss_pages = 0;
+        fclose(f);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t uptime_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec - process_start_ns;
+    double load[3] = {0, 0, 0};
+    if (getloadavg(load, 3) < 0) load[0] = load[1] = load[2] = 0;
+    respond_json(
+        s, 200,
+        codec_envelope_ok(json_pack(
+            "{s:s, s:i, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i, s:[f,f,f], s:b}", "version",
+            QAEX_VERSION, "pid", (int)getpid(), "uptime", (json_int_t)(uptime_ns / 1000000000LL),
+            "memory_rss_bytes", (json_int_t)rss_pages * sysconf(_SC_PAGESIZE), "cpu_seconds", cpu,
+            "cpu_usage", uptime_ns > 0 ? 100.0 * cpu / ((double)uptime_ns / 1e9) : 0.0,
+            "connections", (int)(g->n_conns - g->n_free), "websocket_sessions", g->ws_sessions,
+            "cpu_count", (int)sysconf(_SC_NPROCESSORS_ONLN), "market_subscriptions",
+            g->market_subscriptions, "load_average", load[0], load[1], load[2], "open_mode",
+            g->cfg.open_mode)));
+}
+
+static void admin_action(session *s, request *rq) {
+    snprintf(rq->action, sizeof rq->action, "%s %.80s", method_name(s->method), s->path);
+}
+
+/* An instrument's command from the path: /admin/instrument/{id}/{verb}. */
+static bool admin_instrument(session *s, char **seg, int n, json_t *body, request *rq) {
+    char msg[QAEX_MSG_LEN];
+    rq->route = ROUTE_ADMIN_COMMAND;
+    if (n == 3 && seg_is(seg, n, 2, "create")) {
+        uint32_t fields;
+        rq->cmd.type = CMD_INSTRUMENT_ADD;
+        if (codec_parse_instrument(body, &rq->cmd.u.instrument.spec, &fields, msg, sizeof msg)) {
+            respond_error(s, 400, ERR_BAD_MESSAGE, "%s", msg);
+            return false;
+        }
+        copy_id(rq->key, sizeof rq->key, rq->cmd.u.instrument.spec.instrument_id);
+        return true;
+    }
+    if (n != 4) return false;
+    const char *id = seg[2], *verb = seg[3];
+    copy_id(rq->key, sizeof rq->key, id);
+    if (strcmp(verb, "update") == 0) {
+        uint32_t fields;
+        rq->cmd.type = CMD_INSTRUMENT_UPDATE;
+        if (codec_parse_instrument(body, &rq->cmd.u.instrument.spec, &fields, msg, sizeof msg)) {
+            respond_error(s, 400, ERR_BAD_MESSAGE, "%s", msg);
+            return false;
+        }
+        copy_id(rq->cmd.u.instrument.spec.instrument_id,
+                sizeof rq->cmd.u.instrument.spec.instrument_id, id);
+        rq->cmd.u.instrument.fields = fields;
+        return true;
+    }
+    command_type t = strcmp(verb, "suspend") == 0  ? CMD_INSTRUMENT_SUSPEND
+                     : strcmp(verb, "resume") == 0 ? CMD_INSTRUMENT_RESUME
+                     : strcmp(verb, "delist") == 0 ? CMD_INSTRUMENT_DELIST
+                                                   : 0;
+    if (t == 0) return false;
+    rq->cmd.type = t;
+    copy_id(rq->cmd.u.instrument_ref.instrument_id, sizeof rq->cmd.u.instrument_ref.instrument_id,
+            id);
+    return true;
+}
+
+static bool admin_batch(session *s, json_t *body, request *rq) {
+    json_t *list = json_object_get(body, "prices");
+    if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > 10000) {
+        respond_error(s, 400, ERR_BAD_MESSAGE,
+                      "prices must be a non-empty array of {instrument_id, settlement_price}");
+        return false;
+    }
+    admin_price *prices = calloc(json_array_size(list), sizeof *prices);
+    if (prices == NULL) {
+        respond_error(s, 500, ERR_INTERNAL, "out of memory");
+        return false;
+    }
+    char msg[QAEX_MSG_LEN];
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item) {
+        double price = 0;
+        if (codec_get_string(item, "instrument_id", prices[i].instrument_id,
+                             sizeof prices[i].instrument_id, true, msg,
+                             sizeof msg) != CODEC_FIELD_OK ||
+            (codec_get_number(item, "settlement_price", &price, false, msg, sizeof msg) !=
+                 CODEC_FIELD_OK &&
+             codec_get_number(item, "price", &price, true, msg, sizeof msg) != CODEC_FIELD_OK)) {
+            free(prices);
+            respond_error(s, 400, ERR_BAD_MESSAGE, "prices[%zu]: %s", i, msg);
+            return false;
+        }
+        prices[i].price = price;
+    }
+    rq->route = ROUTE_ADMIN_BATCH_PRICES;
+    rq->cmd.type = CMD_SETTLEMENT_SET_PRICE; /* marks it a command: stamped, audited, admin */
+    rq->extra = prices;
+    rq->n_extra = (uint32_t)json_array_size(list);
+    return true;
+}
+
+static bool admin_settlement_route(session *s, char **seg, int n, json_t *body, request *rq) {
+    char msg[QAEX_MSG_LEN];
+    if (s->method == M_GET) {
+        if (n == 3 && seg_is(seg, n, 2, "history")) {
+            rq->route = ROUTE_ADMIN_SETTLEMENTS;
+            query_str(s, "start_date=", rq->date_from, sizeof rq->date_from);
+            query_str(s, "end_date=", rq->date_to, sizeof rq->date_to);
+            return true;
+        }
+        if (n == 4 && seg_is(seg, n, 2, "detail")) {
+            rq->route = ROUTE_ADMIN_SETTLEMENT_DETAIL;
+            copy_id(rq->key, sizeof rq->key, seg[3]);
+            return true;
+        }
+        return false;
+    }
+    if (n != 3) return false;
+    if (seg_is(seg, n, 2, "batch-set-prices")) return admin_batch(s, body, rq);
+    rq->route = ROUTE_ADMIN_COMMAND;
+    if (seg_is(seg, n, 2, "execute")) {
+        rq->cmd.type = CMD_SETTLEMENT_EXECUTE;
+        return true;
+    }
+    if (!seg_is(seg, n, 2, "set-price")) return false;
+    rq->cmd.type = CMD_SETTLEMENT_SET_PRICE;
+    double *price = &rq->cmd.u.settlement_price.price;
+    if (codec_get_string(body, "instrument_id", rq->cmd.u.settlement_price.instrument_id,
+                         sizeof rq->cmd.u.settlement_price.instrument_id, true, msg,
+                         sizeof msg) != CODEC_FIELD_OK ||
+        (codec_get_number(body, "settlement_price", price, false, msg, sizeof msg) !=
+             CODEC_FIELD_OK &&
+         codec_get_number(body, "price", price, true, msg, sizeof msg) != CODEC_FIELD_OK)) {
+        respond_error(s, 400, ERR_BAD_MESSAGE, "%s", msg);
+        return false;
+    }
+    copy_id(rq->key, sizeof rq->key, rq->cmd.u.settlement_price.instrument_id);
+    return true;
+}
+
+static void route_admin(gateway *g, session *s, char **seg, int n) {
+    if (seg_is(seg, n, 0, "api")) {
+        seg++;
+        n--;
+    }
+    request rq;
+    memset(&rq, 0, sizeof rq);
+    bool get = s->method == M_GET;
+    json_t *body = NULL;
+    if (seg_is(seg, n, 0, "monitoring")) {
+        if (n == 2 && get && seg_is(seg, n, 1, "system")) {
+            monitor_system(g, s);
+            return;
+        }
+        if (n != 2) goto not_found;
+        const char *what = seg[1];
+        rq.route = strcmp(what, "state") == 0      ? ROUTE_STATE
+                   : strcmp(what, "storage") == 0  ? ROUTE_MON_STORAGE
+                   : strcmp(what, "accounts") == 0 ? ROUTE_MON_ACCOUNTS
+                   : strcmp(what, "orders") == 0   ? ROUTE_MON_ORDERS
+                   : strcmp(what, "trades") == 0   ? ROUTE_MON_TRADES
+                   : strcmp(what, "report") == 0   ? ROUTE_MON_REPORT
+                                                   : ROUTE_NONE;
+        if (rq.route == ROUTE_NONE || (!get && rq.route != ROUTE_MON_REPORT)) goto not_found;
+        submit(g, s, &rq);
+        return;
+    }
+    if (!get && (body = parse_body(s)) == NULL) return;
+    bool ok = false;
+    if (n == 2 && get && seg_is(seg, n, 1, "instruments")) {
+        rq.route = ROUTE_INSTRUMENTS;
+        ok = true;
+    } else if (n >= 3 && !get && seg_is(seg, n, 1, "instrument")) {
+        ok = admin_instrument(s, seg, n, body, &rq);
+        if (!ok && s->response) goto done; /* answered with an error */
+    } else if (n >= 3 && seg_is(seg, n, 1, "settlement")) {
+        ok = admin_settlement_route(s, seg, n, body, &rq);
+        if (!ok && s->response) goto done;
+    } else if (n == 3 && get && seg_is(seg, n, 1, "risk")) {
+        ok = true;
+        if (seg_is(seg, n, 2, "accounts")) {
+            rq.route = ROUTE_ADMIN_RISK_ACCOUNTS;
+            query_str(s, "user_id=", rq.key, sizeof rq.key);
+            query_str(s, "level=", rq.key2, sizeof rq.key2);
+            if (rq.key2[0] == '\0') query_str(s, "risk_level=", rq.key2, sizeof rq.key2);
+        } else if (seg_is(seg, n, 2, "margin-summary")) {
+            rq.route = ROUTE_ADMIN_MARGIN_SUMMARY;
+        } else if (seg_is(seg, n, 2, "liquidations")) {
+            rq.route = ROUTE_ADMIN_LIQUIDATIONS;
+            query_str(s, "start_date=", rq.date_from, sizeof rq.date_from);
+            query_str(s, "end_date=", rq.date_to, sizeof rq.date_to);
+        } else {
+            ok = false;
+        }
+    } else if (n == 3 && seg_is(seg, n, 1, "capital")) {
+        if (get && seg_is(seg, n, 2, "transactions")) {
+            rq.route = ROUTE_ADMIN_TRANSACTIONS;
+            query_str(s, "account_id=", rq.key, sizeof rq.key);
+            if (rq.key[0] == '\0') query_str(s, "user_id=", rq.key, sizeof rq.key);
+            query_str(s, "type=", rq.key2, sizeof rq.key2);
+            query_str(s, "start_date=", rq.date_from, sizeof rq.date_from);
+            query_str(s, "end_date=", rq.date_to, sizeof rq.date_to);
+            ok = query_int_in(s, "limit=", 100, 1, 100000, &rq.num2);
+            if (!ok) goto done;
+        } else if (!get && (seg_is(seg, n, 2, "deposit") || seg_is(seg, n, 2, "withdraw"))) {
+            char msg[QAEX_MSG_LEN];
+            command_type t = seg_is(seg, n, 2, "deposit") ? CMD_DEPOSIT : CMD_WITHDRAW;
+            if (codec_parse_transfer(body, t, &rq.cmd, msg, sizeof msg) != 0) {
+                respond_error(s, 400, ERR_BAD_MESSAGE, "%s", msg);
+                goto done;
+            }
+            rq.route = ROUTE_ADMIN_COMMAND;
+            copy_id(rq.key, sizeof rq.key, rq.cmd.u.transfer.account_id);
+            ok = true;
+        }
+    } else if (n == 4 && !get && seg_is(seg, n, 1, "account") &&
+               (seg_is(seg, n, 3, "freeze") || seg_is(seg, n, 3, "unfreeze"))) {
+        rq.route = ROUTE_ADMIN_COMMAND;
+        rq.cmd.type = seg_is(seg, n, 3, "freeze") ? CMD_ACCOUNT_FREEZE : CMD_ACCOUNT_UNFREEZE;
+        copy_id(rq.cmd.u.account_ref.account_id, sizeof rq.cmd.u.account_ref.account_id, seg[2]);
+        copy_id(rq.key, sizeof rq.key, seg[2]);
+        ok = true;
+    } else if (n == 2 && get && seg_is(seg, n, 1, "audit")) {
+        rq.route = ROUTE_ADMIN_AUDIT;
+        ok = query_int_in(s, "limit=", 100, 1, 10000, &rq.num2);
+        if (!ok) goto done;
+    }
+    if (!ok) {
+    not_found:
+        json_decref(body);
+        respond_error(s, 404, CODEC_ERR_NOT_FOUND, "no route %s %s", method_name(s->method),
+                      s->path);
+        return;
+    }
+    if (rq.cmd.type != 0) admin_action(s, &rq);
+    submit(g, s, &rq);
+done:
+    json_decref(body);
+}
+
 /* Routes anyone may use without a token: health, metrics, market data, register and login. */
 static bool is_public_route(http_method m, char **seg, int n) {
     if (m == M_GET && n == 1 && (seg_is(seg, n, 0, "health") || seg_is(seg, n, 0, "metrics")))
@@ -798,7 +1054,9 @@ static void route_http(gateway *g, session *s) {
         return;
     }
     /* /admin/... and /monitoring/... are also served under /api */
-    if (s->method == M_GET)
+    if (is_admin_route(seg, n))
+        route_admin(g, s, seg, n);
+    else if (s->method == M_GET)
         route_get(g, s, seg, n);
     else if (s->method == M_POST)
         route_post(g, s, seg, n);
@@ -1916,6 +2174,9 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
         free(g);
         return NULL;
     }
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    process_start_ns = (int64_t)started.tv_sec * 1000000000LL + started.tv_nsec;
     char err[QAEX_MSG_LEN];
     auth_pwhash_cost cost;
     if (cfg->password_cost_fast)

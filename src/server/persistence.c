@@ -336,6 +336,10 @@ int persistence_log(persistence *p, const command *cmd, uint64_t *seq, char *err
     return 0;
 }
 
+const char *persistence_dir(const persistence *p) {
+    return p->dir;
+}
+
 uint64_t persistence_last_seq(const persistence *p) {
     return p->last_seq;
 }

@@ -46,6 +46,8 @@ int persistence_log(persistence *p, const command *cmd, uint64_t *seq, char *err
 
 /* The last sequence journaled, and the last one on disk (any thread). */
 uint64_t persistence_last_seq(const persistence *p);
+/* The data directory: journal segments (*.wal) and snapshots (snapshot-*.bin). */
+const char *persistence_dir(const persistence *p);
 uint64_t persistence_durable_seq(const persistence *p);
 
 /* Takes a snapshot when the interval has passed (engine thread, between commands). */

@@ -1,10 +1,12 @@
 #include "server/service.h"
 
+#include "proto/admin_codec.h"
 #include "proto/codec.h"
 #include "proto/diff_codec.h"
 #include "proto/market_codec.h"
 #include "server/spsc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define BOOK_PUSH_DEPTH 5
@@ -37,6 +40,10 @@ struct service {
     /* DIFF patches of the command being applied, per account id: one push each at the end */
     json_t *diff_accounts;
     uint64_t notify_seq;
+    /* the operator's actions: the newest in memory, all in the audit file */
+    json_t *audit;
+    FILE *audit_file;
+    int64_t started_ns;
     /* pushes raised while one command applies: sent after its own response, so a client sees
      * order_response before order_status, trade and account_update */
     reply *pending;
@@ -431,6 +438,8 @@ static bool command_allowed(service *s, const request *rq) {
     return !forbidden(s, rq, a->user_id, what);
 }
 
+static json_t *storage_json(service *s);
+
 /* ---- queries ---- */
 
 static const account *need_account(service *s, const request *rq, const char *id, bool ws) {
@@ -717,6 +726,67 @@ static void handle_query(service *s, const request *rq) {
                            : NULL);
             break;
         }
+        case ROUTE_ADMIN_SETTLEMENTS:
+            http_ok(s, rq, admin_settlement_history(e, rq->date_from, rq->date_to));
+            break;
+        case ROUTE_ADMIN_SETTLEMENT_DETAIL: {
+            const settlement_result *sr = engine_settlement_find(e, rq->key);
+            if (sr == NULL) {
+                char msg[QAEX_MSG_LEN];
+                snprintf(msg, sizeof msg, "no settlement on %s", rq->key);
+                http_error(s, rq, CODEC_ERR_NOT_FOUND, msg);
+            } else {
+                http_ok(s, rq, admin_settlement(sr, true));
+            }
+            break;
+        }
+        case ROUTE_ADMIN_RISK_ACCOUNTS:
+            http_ok(s, rq, admin_risk_accounts(e, rq->key2, rq->key));
+            break;
+        case ROUTE_ADMIN_MARGIN_SUMMARY:
+            http_ok(s, rq, admin_margin_summary(e));
+            break;
+        case ROUTE_ADMIN_LIQUIDATIONS:
+            http_ok(s, rq, admin_liquidations(e, rq->date_from, rq->date_to));
+            break;
+        case ROUTE_ADMIN_TRANSACTIONS:
+            http_ok(s, rq,
+                    admin_transactions(e, rq->key, rq->key2, rq->date_from, rq->date_to, rq->num2));
+            break;
+        case ROUTE_ADMIN_AUDIT: {
+            json_t *arr = json_array();
+            size_t n = s->audit ? json_array_size(s->audit) : 0;
+            for (size_t i = n;
+                 arr && i-- > 0 && (rq->num2 <= 0 || json_array_size(arr) < (size_t)rq->num2);)
+                json_array_append(arr, json_array_get(s->audit, i));
+            http_ok(s, rq, arr);
+            break;
+        }
+        case ROUTE_MON_ACCOUNTS:
+            http_ok(s, rq, monitor_accounts(e));
+            break;
+        case ROUTE_MON_ORDERS:
+            http_ok(s, rq, monitor_orders(e));
+            break;
+        case ROUTE_MON_TRADES:
+            http_ok(s, rq, monitor_trades(e));
+            break;
+        case ROUTE_MON_STORAGE:
+            http_ok(s, rq, storage_json(s));
+            break;
+        case ROUTE_MON_REPORT: {
+            char hash[24];
+            snprintf(hash, sizeof hash, "%016llx", (unsigned long long)engine_state_hash(e));
+            http_ok(s, rq,
+                    json_pack("{s:I, s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:o}", "generated_at",
+                              (json_int_t)(s->now_ns / 1000000), "trading_day",
+                              engine_trading_day(e), "state_hash", hash, "uptime_secs",
+                              (json_int_t)((s->now_ns - s->started_ns) / 1000000000LL), "accounts",
+                              monitor_accounts(e), "orders", monitor_orders(e), "trades",
+                              monitor_trades(e), "risk", admin_margin_summary(e), "storage",
+                              storage_json(s)));
+            break;
+        }
         case ROUTE_SYMBOLS: /* the bare document, as DIFF clients download it */
             send_json(s, rq, REPLY_HTTP, 200, codec_symbols(e));
             break;
@@ -780,6 +850,159 @@ static void handle_query(service *s, const request *rq) {
     }
 }
 
+/* ---- the operator's side ---- */
+
+#define AUDIT_KEPT 10000
+
+static void audit(service *s, const request *rq, int rc, const char *message) {
+    if (rq->action[0] == '\0') return;
+    json_t *entry =
+        json_pack("{s:I, s:s, s:s, s:s, s:i, s:s}", "timestamp", (json_int_t)(s->now_ns / 1000000),
+                  "user", rq->auth_user[0] ? rq->auth_user : "(open mode)", "action", rq->action,
+                  "target", rq->key, "code", rc, "message", message);
+    if (entry == NULL) return;
+    if (s->audit_file) {
+        char *line = json_dumps(entry, JSON_COMPACT);
+        if (line) {
+            fprintf(s->audit_file, "%s\n", line);
+            fflush(s->audit_file);
+            free(line);
+        }
+    }
+    if (s->audit == NULL) s->audit = json_array();
+    if (s->audit == NULL || json_array_append_new(s->audit, entry) != 0) return;
+    if (json_array_size(s->audit) > AUDIT_KEPT) json_array_remove(s->audit, 0);
+}
+
+/* Sizes of the data directory: journal segments, snapshots, the rest. */
+typedef struct storage_sizes {
+    json_int_t wal, wal_files, snaps, snap_files, other;
+} storage_sizes;
+
+static void scan_dir(const char *dir, int depth, storage_sizes *z) {
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char path[1400];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (stat(path, &st) != 0) continue;
+        if (S_ISDIR(st.st_mode) && depth < 2) {
+            scan_dir(path, depth + 1, z);
+            continue;
+        }
+        if (!S_ISREG(st.st_mode)) continue;
+        size_t n = strlen(de->d_name);
+        if (n > 4 && strcmp(de->d_name + n - 4, ".wal") == 0) {
+            z->wal += st.st_size;
+            z->wal_files++;
+        } else if (strncmp(de->d_name, "snapshot-", 9) == 0) {
+            z->snaps += st.st_size;
+            z->snap_files++;
+        } else {
+            z->other += st.st_size;
+        }
+    }
+    if (d) closedir(d);
+}
+
+static json_t *storage_json(service *s) {
+    storage_sizes z = {0};
+    const char *dir = s->p ? persistence_dir(s->p) : NULL;
+    if (dir) scan_dir(dir, 0, &z);
+    return json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "enabled", s->p != NULL,
+                     "data_dir", dir ? dir : "", "wal_size", z.wal, "wal_files", z.wal_files,
+                     "snapshot_size", z.snaps, "snapshot_files", z.snap_files, "other_size",
+                     z.other, "last_seq", (json_int_t)(s->p ? persistence_last_seq(s->p) : 0),
+                     "durable_seq", (json_int_t)(s->p ? persistence_durable_seq(s->p) : 0));
+}
+
+/* The answer to an operator's command, by what it changed. */
+static json_t *admin_command_json(service *s, const request *rq, const engine_result *res) {
+    const engine *e = s->e;
+    const command *c = &rq->cmd;
+    switch (c->type) {
+        case CMD_INSTRUMENT_ADD:
+        case CMD_INSTRUMENT_UPDATE:
+            return codec_instrument(e,
+                                    engine_instrument_find(e, c->u.instrument.spec.instrument_id));
+        case CMD_INSTRUMENT_SUSPEND:
+        case CMD_INSTRUMENT_RESUME:
+        case CMD_INSTRUMENT_DELIST:
+            return codec_instrument(e,
+                                    engine_instrument_find(e, c->u.instrument_ref.instrument_id));
+        case CMD_SETTLEMENT_SET_PRICE:
+            return json_pack("{s:s, s:f}", "instrument_id", c->u.settlement_price.instrument_id,
+                             "settlement_price", c->u.settlement_price.price);
+        case CMD_SETTLEMENT_EXECUTE:
+            return admin_settlement(engine_settlement_at(e, engine_settlement_count(e) - 1), true);
+        case CMD_ACCOUNT_FREEZE:
+        case CMD_ACCOUNT_UNFREEZE:
+            return codec_account(e, engine_account_of(e, res->account));
+        case CMD_DEPOSIT:
+        case CMD_WITHDRAW: {
+            json_t *list = admin_transactions(e, c->u.transfer.account_id, "", "", "", 1);
+            json_t *one = json_incref(json_array_get(list, 0));
+            json_decref(list);
+            return one;
+        }
+        default:
+            return json_object();
+    }
+}
+
+/* A batch of settlement prices: every price is checked first, so either all are set or none. */
+static void admin_batch_prices(service *s, const request *rq) {
+    const admin_price *prices = rq->extra;
+    char msg[QAEX_MSG_LEN] = "";
+    int rc = QAEX_OK;
+    for (uint32_t i = 0; i < rq->n_extra && rc == QAEX_OK; i++) {
+        if (engine_instrument_find(s->e, prices[i].instrument_id) == NULL) {
+            rc = ERR_INSTRUMENT_NOT_FOUND;
+            snprintf(msg, sizeof msg, "instrument not found: %s", prices[i].instrument_id);
+        } else if (!(prices[i].price > 0) || prices[i].price > 1e12) {
+            rc = ERR_BAD_MESSAGE;
+            snprintf(msg, sizeof msg, "settlement price of %s must be positive, got %g",
+                     prices[i].instrument_id, prices[i].price);
+        }
+    }
+    json_t *done = json_array();
+    for (uint32_t i = 0; i < rq->n_extra && rc == QAEX_OK; i++) {
+        command c;
+        memset(&c, 0, sizeof c);
+        c.type = CMD_SETTLEMENT_SET_PRICE;
+        c.ts_ns = rq->cmd.ts_ns;
+        snprintf(c.u.settlement_price.instrument_id, sizeof c.u.settlement_price.instrument_id,
+                 "%s", prices[i].instrument_id);
+        c.u.settlement_price.price = prices[i].price;
+        engine_result res;
+        uint64_t seq;
+        if (s->p && persistence_log(s->p, &c, &seq, msg, sizeof msg) != 0)
+            rc = ERR_STORAGE;
+        else
+            rc = engine_apply(s->e, &c, &res);
+        if (rc != QAEX_OK && rc != ERR_STORAGE) snprintf(msg, sizeof msg, "%s", res.message);
+        if (rc == QAEX_OK && done)
+            json_array_append_new(done,
+                                  json_pack("{s:s, s:f}", "instrument_id", prices[i].instrument_id,
+                                            "settlement_price", prices[i].price));
+    }
+    free(rq->extra);
+    audit(s, rq, rc, rc == QAEX_OK ? "ok" : msg);
+    if (rc == QAEX_OK)
+        http_ok(s, rq,
+                json_pack("{s:o, s:I}", "prices", done ? done : json_array(), "count",
+                          (json_int_t)rq->n_extra));
+    else {
+        json_decref(done);
+        s->refusing = rc == ERR_STORAGE;
+        http_error(s, rq, rc, msg);
+        s->refusing = false;
+    }
+    flush_pushes(s);
+}
+
 /* ---- commands ---- */
 
 /* DIFF answers a command only when it failed (the pushes show a success), except transfers,
@@ -822,7 +1045,13 @@ static void handle_command(service *s, const request *rq) {
     uint64_t seq;
     int rc;
     if (!command_allowed(s, rq)) {
+        if (rq->route == ROUTE_ADMIN_BATCH_PRICES) free(rq->extra);
+        audit(s, rq, CODEC_ERR_FORBIDDEN, "forbidden");
         flush_pushes(s);
+        return;
+    }
+    if (rq->route == ROUTE_ADMIN_BATCH_PRICES) {
+        admin_batch_prices(s, rq);
         return;
     }
     /* write-ahead: the command is in the journal before the engine sees it, or it is refused */
@@ -842,6 +1071,7 @@ static void handle_command(service *s, const request *rq) {
         return;
     }
     if (rc != QAEX_OK) {
+        audit(s, rq, rc, res.message);
         s->refusing = rc == ERR_STORAGE;
         if (ws)
             ws_send(s, rq, codec_ws_order_response(rc, NULL, res.message));
@@ -852,9 +1082,13 @@ static void handle_command(service *s, const request *rq) {
         flush_pushes(s);
         return;
     }
+    audit(s, rq, rc, rc == QAEX_OK ? "ok" : res.message);
     const account *a = res.account != SLOT_NONE ? engine_account_of(e, res.account) : NULL;
     const order *o = res.order != SLOT_NONE ? engine_order_at(e, res.order) : NULL;
     switch (rq->route) {
+        case ROUTE_ADMIN_COMMAND:
+            http_ok(s, rq, admin_command_json(s, rq, &res));
+            break;
         case ROUTE_ACCOUNT_OPEN:
             http_ok(s, rq, json_pack("{s:s}", "account_id", a->account_id));
             break;
@@ -983,6 +1217,7 @@ service *service_create(engine *e, persistence *p, size_t queue_capacity, servic
         return NULL;
     }
     engine_set_event_sink(e, on_event, s);
+    s->started_ns = wall_ns();
     return s;
 }
 
@@ -1013,6 +1248,7 @@ void service_destroy(service *s) {
     free(s->diff_watch);
     free(s->diff_watched);
     json_decref(s->diff_accounts);
+    json_decref(s->audit);
     engine_set_event_sink(s->e, NULL, NULL);
     sem_destroy(&s->in_items);
     spsc_free(&s->in);
@@ -1040,6 +1276,10 @@ uint64_t service_durable_seq(const service *s) {
 
 void service_set_market_listeners(service *s, int n) {
     atomic_store(&s->market_listeners, n);
+}
+
+void service_set_audit_file(service *s, FILE *f) {
+    s->audit_file = f;
 }
 
 void service_set_diff_listeners(service *s, int quotes, int charts) {

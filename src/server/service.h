@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 typedef enum route {
     ROUTE_NONE = 0,
@@ -46,6 +47,21 @@ typedef enum route {
     ROUTE_AUTH_REGISTER, /* CMD_USER_REGISTER */
     ROUTE_AUTH_USER,     /* key user id: the user and its accounts */
     ROUTE_AUTH_LOOKUP,   /* internal: key username (or account id): the user and its hash */
+    /* the operator's routes (admin role) */
+    ROUTE_ADMIN_COMMAND,           /* instrument, settlement, capital, freeze commands */
+    ROUTE_ADMIN_BATCH_PRICES,      /* extra: admin_price[n_extra], applied all or none */
+    ROUTE_ADMIN_SETTLEMENTS,       /* date_from, date_to */
+    ROUTE_ADMIN_SETTLEMENT_DETAIL, /* key date */
+    ROUTE_ADMIN_RISK_ACCOUNTS,     /* key owner or account, key2 level */
+    ROUTE_ADMIN_MARGIN_SUMMARY,
+    ROUTE_ADMIN_LIQUIDATIONS, /* date_from, date_to */
+    ROUTE_ADMIN_TRANSACTIONS, /* key account or owner, key2 type, dates, num2 limit */
+    ROUTE_ADMIN_AUDIT,        /* num2 limit */
+    ROUTE_MON_ACCOUNTS,
+    ROUTE_MON_ORDERS,
+    ROUTE_MON_TRADES,
+    ROUTE_MON_STORAGE,
+    ROUTE_MON_REPORT,
     /* the `type` WebSocket protocol */
     ROUTE_WS_AUTH,
     ROUTE_WS_SUBMIT,
@@ -82,7 +98,17 @@ typedef struct request {
     bool auth_admin;
     char auth_user[QAEX_ID_LEN];
     int purpose; /* internal requests: echoed in the reply's status */
+    /* an operator's action, for the audit log ("PUT /admin/instrument/X/suspend") */
+    char action[96];
+    void *extra; /* malloc'ed by the gateway, freed by the service (batch prices) */
+    uint32_t n_extra;
 } request;
+
+/* One settlement price of a batch. */
+typedef struct admin_price {
+    char instrument_id[QAEX_INSTRUMENT_ID_LEN];
+    double price;
+} admin_price;
 
 typedef enum reply_kind {
     REPLY_HTTP = 1,        /* the response to an HTTP request: status and body */
@@ -157,6 +183,9 @@ void service_set_market_listeners(service *s, int n);
 /* How many DIFF quote subscriptions and charts exist: no DIFF market patch is encoded while
  * they are zero. (Logged-in accounts are counted by ROUTE_DIFF_LOGIN/LOGOUT.) */
 void service_set_diff_listeners(service *s, int quotes, int charts);
+
+/* Appends every operator action to this file as JSON lines (NULL: memory only). */
+void service_set_audit_file(service *s, FILE *f);
 
 /* Runs one request on the calling thread (tests and the synchronous tools). */
 void service_handle(service *s, const request *r);
