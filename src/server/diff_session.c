@@ -110,6 +110,10 @@ int diff_session_notify(diff_session *d, const char *level, int code, const char
     return 0;
 }
 
+bool diff_session_idle(const diff_session *d) {
+    return d->peek_waiting && json_object_size(d->owed) == 0 && json_object_size(d->notifies) == 0;
+}
+
 bool diff_session_ready(const diff_session *d) {
     return d->peek_waiting && (json_object_size(d->owed) > 0 || json_object_size(d->notifies) > 0);
 }

@@ -57,6 +57,10 @@ int diff_session_merge_klines(diff_session *d, const char *instrument_id, const 
 /* Owes a notify: level "INFO" | "WARNING" | "ERROR", the SPEC code, the text. */
 int diff_session_notify(diff_session *d, const char *level, int code, const char *content);
 
+/* A peek is waiting and nothing is owed: a patch shared by many sessions can go out to this one
+ * as it is (then clear peek_waiting), with no merge and no encoding of its own. */
+bool diff_session_idle(const diff_session *d);
+
 /* A peek is waiting and something is owed. */
 bool diff_session_ready(const diff_session *d);
 /* The rtn_data text of everything owed (malloc'ed; NULL when out of memory); clears what was

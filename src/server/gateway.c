@@ -168,6 +168,22 @@ static shared_msg *msg_new(const char *text, size_t len) {
     return m;
 }
 
+/* head + body + tail as one message, without building the text twice. */
+static shared_msg *msg_new_parts(const char *head, const char *body, size_t body_len,
+                                 const char *tail) {
+    size_t h = strlen(head), t = strlen(tail), len = h + body_len + t;
+    shared_msg *m = malloc(sizeof *m + LWS_PRE + len + 1);
+    if (m == NULL) return NULL;
+    m->refs = 1;
+    m->len = len;
+    unsigned char *p = m->data + LWS_PRE;
+    memcpy(p, head, h);
+    memcpy(p + h, body, body_len);
+    memcpy(p + h + body_len, tail, t);
+    p[len] = '\0';
+    return m;
+}
+
 static void msg_release(shared_msg *m) {
     if (m && --m->refs == 0) free(m);
 }
@@ -358,10 +374,27 @@ static void deliver_to_topic(gateway *g, const char *name, shared_msg *m, const 
     topic *t = topic_find(g, name, false);
     if (t == NULL) return;
     if (r->channel & CHANNELS_DIFF) {
+        /* a quote is the same patch for everyone: a session waiting with nothing owed gets the
+         * one shared rtn_data, the others fold it into what they owe */
+        shared_msg *direct = NULL;
         for (uint32_t i = 0; i < t->n && diff_patch; i++) {
             session *s = conn_find(g, t->conns[i]);
-            if (s && s->diff) diff_take_push(s, r, diff_patch);
+            if (s == NULL || s->diff == NULL) continue;
+            if (r->channel == CHANNEL_DIFF_QUOTE && diff_session_idle(s->diff) &&
+                diff_session_quotes(s->diff, r->topic)) {
+                if (direct == NULL) {
+                    static const char head[] = "{\"aid\":\"rtn_data\",\"data\":[", tail[] = "]}";
+                    direct = msg_new_parts(head, r->body, r->len, tail);
+                }
+                if (direct) {
+                    s->diff->peek_waiting = false;
+                    session_send(s, direct, false);
+                    continue;
+                }
+            }
+            diff_take_push(s, r, diff_patch);
         }
+        msg_release(direct);
         return;
     }
     bool market = r->kind == REPLY_PUSH_INSTRUMENT;
@@ -481,8 +514,11 @@ static void submit(gateway *g, session *s, request *rq) {
     if (!s->is_ws) s->awaiting_reply = true;
 }
 
+/* Copies src into dst[cap], cut to fit (ids are checked for length where they enter). */
 static void copy_id(char *dst, size_t cap, const char *src) {
-    snprintf(dst, cap, "%s", src ? src : "");
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memmove(dst, src ? src : "", n);
+    dst[n] = '\0';
 }
 
 /* ---- REST routing ---- */
@@ -1719,8 +1755,9 @@ static void diff_set_chart(gateway *g, session *s, const diff_message *m, const 
 
 static void diff_message_in(gateway *g, session *s, const char *text, size_t len) {
     diff_session *d = s->diff;
-    diff_message *m = malloc(sizeof *m);
-    if (m == NULL) return;
+    /* on the stack: a 3 KiB heap block per peek makes glibc consolidate its small blocks */
+    diff_message parsed;
+    diff_message *m = &parsed;
     diff_parse(text, len, m);
     request rq;
     memset(&rq, 0, sizeof rq);
@@ -1728,7 +1765,6 @@ static void diff_message_in(gateway *g, session *s, const char *text, size_t len
                        m->aid == DIFF_AID_TRANSFER;
     if (needs_login && !d->logged_in) {
         diff_notify_error(s, ERR_NOT_AUTHENTICATED, "not logged in: send req_login before trading");
-        free(m);
         return;
     }
     switch (m->aid) {
@@ -1776,7 +1812,6 @@ static void diff_message_in(gateway *g, session *s, const char *text, size_t len
         case DIFF_AID_IGNORED:
             break;
     }
-    free(m);
 }
 
 static void ws_message(gateway *g, session *s, const char *text, size_t len) {
@@ -2141,16 +2176,20 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
                 session_send(s, m, false);
                 msg_release(m);
             }
-            outq_item *it = s->out_head;
-            if (it == NULL) return 0;
-            int n = lws_write(wsi, it->msg->data + LWS_PRE, it->msg->len, LWS_WRITE_TEXT);
-            s->out_head = it->next;
-            if (s->out_head == NULL) s->out_tail = NULL;
-            s->backlog--;
-            if (it->droppable) s->droppable_backlog--;
-            msg_release(it->msg);
-            free(it);
-            if (n < 0) return -1;
+            /* as many queued messages as the socket takes now: one per callback would cost a
+             * trip round the event loop per message when a thousand sessions are writable */
+            for (int sent = 0; s->out_head && sent < 64; sent++) {
+                outq_item *it = s->out_head;
+                int n = lws_write(wsi, it->msg->data + LWS_PRE, it->msg->len, LWS_WRITE_TEXT);
+                s->out_head = it->next;
+                if (s->out_head == NULL) s->out_tail = NULL;
+                s->backlog--;
+                if (it->droppable) s->droppable_backlog--;
+                msg_release(it->msg);
+                free(it);
+                if (n < 0) return -1;
+                if (lws_send_pipe_choked(wsi)) break;
+            }
             if (s->out_head) lws_callback_on_writable(wsi);
             return 0;
         }

@@ -4,6 +4,7 @@
 #include "proto/codec.h"
 #include "proto/diff_codec.h"
 #include "proto/market_codec.h"
+#include "proto/merge_patch.h"
 #include "server/spsc.h"
 
 #include <dirent.h>
@@ -39,6 +40,7 @@ struct service {
     uint32_t *diff_watched, n_diff_watched;
     /* DIFF patches of the command being applied, per account id: one push each at the end */
     json_t *diff_accounts;
+    json_t *diff_quotes_sent; /* per instrument, the quote DIFF sessions were last sent */
     uint64_t notify_seq;
     /* the operator's actions: the newest in memory, all in the audit file */
     json_t *audit;
@@ -255,6 +257,19 @@ static void diff_flush(service *s) {
     json_object_clear(s->diff_accounts);
 }
 
+/* The change from the quote last sent for an instrument to `now` (stolen), which becomes the
+ * last sent. */
+static json_t *diff_quote_delta(service *s, const char *id, json_t *now) {
+    if (s->diff_quotes_sent == NULL && (s->diff_quotes_sent = json_object()) == NULL) {
+        json_decref(now);
+        return NULL;
+    }
+    json_t *last = json_object_get(s->diff_quotes_sent, id);
+    json_t *patch = last ? merge_patch_diff(last, now) : json_incref(now);
+    json_object_set_new(s->diff_quotes_sent, id, now);
+    return patch;
+}
+
 static json_t *diff_notify(service *s, const char *level, int code, const char *content) {
     char key[32];
     snprintf(key, sizeof key, "E%llu", (unsigned long long)++s->notify_seq);
@@ -299,9 +314,15 @@ static void on_event(void *ctx, const engine_event *ev) {
     }
     if (ev->type == EV_BOOK &&
         atomic_load_explicit(&s->diff_quote_listeners, memory_order_relaxed) > 0) {
+        /* only what changed since the last quote sent: a fill moves a few fields of forty */
         const char *id = ev->instrument->spec.instrument_id;
-        queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_DIFF_QUOTE, id,
-                   json_pack("{s:{s:o}}", "quotes", id, diff_quote(e, ev->instrument, s->now_ns)));
+        json_t *now = diff_quote(e, ev->instrument, s->now_ns);
+        json_t *patch = now ? diff_quote_delta(s, id, now) : NULL;
+        if (patch && !merge_patch_is_empty(patch))
+            queue_push(s, REPLY_PUSH_INSTRUMENT, CHANNEL_DIFF_QUOTE, id,
+                       json_pack("{s:{s:o}}", "quotes", id, patch));
+        else
+            json_decref(patch);
     }
     if (ev->type == EV_TICK &&
         atomic_load_explicit(&s->diff_chart_listeners, memory_order_relaxed) > 0) {
@@ -697,8 +718,12 @@ static void handle_query(service *s, const request *rq) {
             const instrument *ins = engine_instrument_find(e, rq->key);
             char msg[QAEX_MSG_LEN];
             snprintf(msg, sizeof msg, "instrument not found: %s", rq->key);
+            json_t *full = ins ? diff_quote(e, ins, s->now_ns) : NULL;
+            /* later deltas are measured from this quote, which the new session now holds */
+            if (full)
+                json_decref(diff_quote_delta(s, ins->spec.instrument_id, json_deep_copy(full)));
             send_json(s, rq, REPLY_WS, ins ? 200 : 404,
-                      ins ? json_pack("{s:{s:o}}", "quotes", rq->key, diff_quote(e, ins, s->now_ns))
+                      ins ? json_pack("{s:{s:o}}", "quotes", rq->key, full)
                           : json_pack("{s:o}", "notify",
                                       diff_notify(s, "ERROR", ERR_INSTRUMENT_NOT_FOUND, msg)));
             break;
@@ -1248,6 +1273,7 @@ void service_destroy(service *s) {
     free(s->diff_watch);
     free(s->diff_watched);
     json_decref(s->diff_accounts);
+    json_decref(s->diff_quotes_sent);
     json_decref(s->audit);
     engine_set_event_sink(s->e, NULL, NULL);
     sem_destroy(&s->in_items);
