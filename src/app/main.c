@@ -132,6 +132,12 @@ int main(int argc, char **argv) {
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
 
+    static server_metrics metrics;
+    if (!server_metrics_init(&metrics, err, sizeof err)) {
+        fprintf(stderr, "qaexchange-server: %s\n", err);
+        config_free(&cfg);
+        return 1;
+    }
     engine *e = NULL;
     persistence *p = NULL;
     persistence_recovery recovery;
@@ -145,6 +151,7 @@ int main(int argc, char **argv) {
             .snapshot_every_secs = cfg.snapshot_interval_secs,
             .recover_to_corruption = cfg.recover_to_corruption,
             .notify = on_durable,
+            .fsync_seconds = metrics.journal_fsync,
         };
         p = persistence_open(&po, &cfg.engine, &e, &recovery, err, sizeof err);
         if (p == NULL) {
@@ -164,6 +171,7 @@ int main(int argc, char **argv) {
     }
 
     gateway_config gc = {
+        .metrics = &metrics,
         .http_host = cfg.http.host,
         .http_port = cfg.http.port,
         .ws_host = cfg.ws.host,
@@ -182,6 +190,7 @@ int main(int argc, char **argv) {
     /* the service needs the gateway to wake, and the gateway the service: create the service
      * without a wake first, then connect them */
     service *svc = service_create(e, p, 16384, NULL, NULL);
+    if (svc) service_set_metrics(svc, &metrics);
     gateway *g = svc ? gateway_create(&gc, svc) : NULL;
     if (g == NULL) {
         fprintf(stderr, "qaexchange-server: cannot listen on %s:%u (in use, or no permission)\n",
@@ -241,6 +250,7 @@ int main(int argc, char **argv) {
     persistence_close(p, e);
     gateway_destroy(g);
     engine_destroy(e);
+    server_metrics_free(&metrics);
     config_free(&cfg);
     return rc == 0 ? 0 : 1;
 }

@@ -78,7 +78,8 @@ typedef struct session {
     bool close_after_response;
     bool in_flight; /* a request is being answered: the connection reads nothing more meanwhile */
     bool awaiting_reply;
-    shared_msg *response; /* the HTTP response, once known */
+    shared_msg *response;      /* the HTTP response, once known */
+    const char *response_type; /* its content type; NULL: JSON */
     int response_status;
     /* WebSocket */
     char account_id[QAEX_ID_LEN];
@@ -256,6 +257,15 @@ static void session_send(session *s, shared_msg *m, bool droppable) {
     session_send_keyed(s, m, droppable, 0);
 }
 
+static double open_connections(void *ctx) {
+    const gateway *g = ctx;
+    return (double)(g->n_conns - g->n_free);
+}
+
+static double open_ws_sessions(void *ctx) {
+    return (double)((const gateway *)ctx)->ws_sessions;
+}
+
 static void session_send_text(session *s, const char *text) {
     shared_msg *m = msg_new(text, strlen(text));
     if (m == NULL) return;
@@ -406,10 +416,18 @@ static void deliver_to_topic(gateway *g, const char *name, shared_msg *m, const 
         if (s == NULL || s->is_diff) continue;
         if (market && !(s->channels & r->channel)) continue;
         session_send_keyed(s, m, market, key);
+        if (g->cfg.metrics) metrics_counter_inc(g->cfg.metrics->ws_messages);
     }
 }
 
 static void deliver_push(gateway *g, const reply *r) {
+    if (g->cfg.metrics) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        if (now > r->made_ns)
+            metrics_histogram_observe_ns(g->cfg.metrics->ws_push, (uint64_t)(now - r->made_ns));
+    }
     if (r->channel & CHANNELS_DIFF) { /* parsed once, folded into each session's patch */
         json_t *patch = json_loadb(r->body, r->len, 0, NULL);
         deliver_to_topic(g, r->topic, NULL, r, patch);
@@ -465,7 +483,8 @@ static int write_response(session *s) {
     if (s->response == NULL) return 0;
     unsigned char hdr[LWS_PRE + 1024];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
-    const char *type = "application/json";
+    const char *type = s->response_type ? s->response_type : "application/json";
+    s->response_type = NULL;
     if (lws_add_http_common_headers(s->wsi, (unsigned)s->response_status, type,
                                     (lws_filepos_t)s->response->len, &p, end) ||
         lws_add_http_header_by_name(s->wsi, (const unsigned char *)"access-control-allow-origin:",
@@ -683,6 +702,18 @@ static void route_post(gateway *g, session *s, char **seg, int n) {
 static void route_get(gateway *g, session *s, char **seg, int n) {
     request rq;
     memset(&rq, 0, sizeof rq);
+    if (n == 1 && seg_is(seg, n, 0, "metrics")) {
+        char *text = NULL;
+        size_t len = 0;
+        if (g->cfg.metrics == NULL || metrics_render(g->cfg.metrics->reg, &text, &len) != 0) {
+            respond_error(s, 500, ERR_INTERNAL, "metrics are not available");
+            return;
+        }
+        respond(s, 200, text, len);
+        s->response_type = "text/plain; version=0.0.4";
+        free(text);
+        return;
+    }
     if (n == 1 && seg_is(seg, n, 0, "health")) {
         char body[128];
         int len =
@@ -1069,6 +1100,7 @@ static bool is_admin_route(char **seg, int n) {
 
 static void route_http(gateway *g, session *s) {
     s->in_flight = true;
+    if (g->cfg.metrics) metrics_counter_inc(g->cfg.metrics->http_requests);
     if (s->body_too_large) {
         respond_error(s, 413, CODEC_ERR_TOO_LARGE, "request body exceeds %zu bytes",
                       g->cfg.max_body_bytes);
@@ -2216,6 +2248,17 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
     struct timespec started;
     clock_gettime(CLOCK_MONOTONIC, &started);
     process_start_ns = (int64_t)started.tv_sec * 1000000000LL + started.tv_nsec;
+    /* read at render time, on this thread (the only one that changes them) */
+    if (cfg->metrics &&
+        (metrics_callback_register(cfg->metrics->reg, METRICS_GAUGE, "qaex_connections",
+                                   "Open HTTP and WebSocket connections", NULL, open_connections,
+                                   g) != 0 ||
+         metrics_callback_register(cfg->metrics->reg, METRICS_GAUGE, "qaex_ws_sessions",
+                                   "Open WebSocket sessions", NULL, open_ws_sessions, g) != 0)) {
+        idmap_free(&g->topic_index);
+        free(g);
+        return NULL;
+    }
     char err[QAEX_MSG_LEN];
     auth_pwhash_cost cost;
     if (cfg->password_cost_fast)

@@ -22,9 +22,10 @@ typedef struct gateway_config {
     const char *diff_bid;     /* the broker id DIFF clients log in to ("qaexchange") */
     const char *token_secret; /* signs login tokens; empty: a random key per start */
     int64_t token_ttl_secs;
-    bool password_cost_fast;  /* argon2id at its minimum (tests) */
-    bool diff_strict_bid;     /* refuse a req_login naming another bid */
-    unsigned max_connections; /* sizes lws's header-table pool */
+    bool password_cost_fast;       /* argon2id at its minimum (tests) */
+    const server_metrics *metrics; /* served at GET /metrics (NULL: none) */
+    bool diff_strict_bid;          /* refuse a req_login naming another bid */
+    unsigned max_connections;      /* sizes lws's header-table pool */
 } gateway_config;
 
 typedef struct gateway gateway;

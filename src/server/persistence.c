@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct persistence {
     persistence_options opt;
+    journal_io timed_io; /* the real calls, with fdatasync timed into the metrics */
     char dir[1024];
     journal *j;
     uint64_t last_seq;
@@ -75,6 +77,16 @@ int command_decode(const unsigned char *in, size_t len, command *cmd) {
     }
     if (o != n || cmd->type <= 0 || cmd->type >= CMD_TYPE_COUNT) return -1;
     return 0;
+}
+
+static int timed_fdatasync(void *ctx, int fd) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int rc = fdatasync(fd);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    metrics_histogram_observe_ns(
+        ctx, (uint64_t)((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)));
+    return rc;
 }
 
 uint64_t command_schema_id(void) {
@@ -257,6 +269,12 @@ persistence *persistence_open(const persistence_options *opt, const engine_confi
     jo.recover_to_corruption = opt->recover_to_corruption;
     jo.notify = opt->notify;
     jo.notify_ctx = opt->notify_ctx;
+    static const journal_io timed = {.fdatasync = timed_fdatasync};
+    if (opt->fsync_seconds) {
+        p->timed_io = timed;
+        p->timed_io.ctx = opt->fsync_seconds;
+        jo.io = &p->timed_io;
+    }
     journal_recovery_info ji;
     p->j = journal_open(p->dir, &jo, &ji, err, errlen);
     if (p->j == NULL) goto fail;

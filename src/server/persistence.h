@@ -10,6 +10,7 @@
 
 #include "engine/engine.h"
 #include "journal/journal.h"
+#include "server/metrics.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@ typedef struct persistence_options {
     bool recover_to_corruption;
     journal_notify_fn notify; /* called from the journal thread when the durable seq moves */
     void *notify_ctx;
+    metrics_histogram *fsync_seconds; /* each journal fdatasync observed here (NULL: none) */
 } persistence_options;
 
 typedef struct persistence_recovery {

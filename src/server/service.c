@@ -45,6 +45,7 @@ struct service {
     /* the operator's actions: the newest in memory, all in the audit file */
     json_t *audit;
     FILE *audit_file;
+    const server_metrics *metrics;
     int64_t started_ns;
     /* pushes raised while one command applies: sent after its own response, so a client sees
      * order_response before order_status, trade and account_update */
@@ -57,7 +58,14 @@ struct service {
 
 /* ---- replies ---- */
 
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static void deliver(service *s, reply *r) {
+    r->made_ns = mono_ns();
     /* Replies wait until the state they show is durable. While the journal cannot write, queries
      * are answered at once instead of waiting for the disk: the exchange stays readable, and what
      * they show is at most the commands accepted just before the failure, which the journal
@@ -279,6 +287,8 @@ static json_t *diff_notify(service *s, const char *level, int code, const char *
 
 static void on_event(void *ctx, const engine_event *ev) {
     service *s = ctx;
+    if (ev->type == EV_TRADE && ev->trade->is_taker && s->metrics)
+        metrics_counter_inc(s->metrics->trades);
     if (atomic_load_explicit(&s->push_listeners, memory_order_relaxed) == 0) return;
     const engine *e = s->e;
     bool market = atomic_load_explicit(&s->market_listeners, memory_order_relaxed) > 0;
@@ -1065,6 +1075,8 @@ static void diff_command_reply(service *s, const request *rq, int rc, const char
     s->refusing = false;
 }
 
+static int64_t wall_ns(void);
+
 static void handle_command(service *s, const request *rq) {
     engine_result res;
     uint64_t seq;
@@ -1080,10 +1092,23 @@ static void handle_command(service *s, const request *rq) {
         return;
     }
     /* write-ahead: the command is in the journal before the engine sees it, or it is refused */
+    int64_t t0 = mono_ns();
     if (s->p && persistence_log(s->p, &rq->cmd, &seq, res.message, sizeof res.message) != 0)
         rc = ERR_STORAGE;
     else
         rc = engine_apply(s->e, &rq->cmd, &res);
+    const server_metrics *sm = s->metrics;
+    if (sm) {
+        metrics_counter_inc(sm->commands);
+        if (rq->cmd.type == CMD_ORDER_INSERT) {
+            metrics_counter_inc(rc == QAEX_OK ? sm->orders_accepted : sm->orders_rejected);
+            metrics_histogram_observe_ns(sm->matching, (uint64_t)(mono_ns() - t0));
+            int64_t waited = wall_ns() - rq->cmd.ts_ns;
+            if (waited > 0) metrics_histogram_observe_ns(sm->order_latency, (uint64_t)waited);
+        }
+        metrics_gauge_set(sm->accounts, engine_account_count(s->e));
+        metrics_gauge_set(sm->users, engine_user_count(s->e));
+    }
     const engine *e = s->e;
     bool ws = rq->route >= ROUTE_WS_AUTH;
     if (rq->route == ROUTE_CLOCK) { /* nobody asked: only the pushes of closed bars go out */
@@ -1302,6 +1327,10 @@ uint64_t service_durable_seq(const service *s) {
 
 void service_set_market_listeners(service *s, int n) {
     atomic_store(&s->market_listeners, n);
+}
+
+void service_set_metrics(service *s, const server_metrics *m) {
+    s->metrics = m;
 }
 
 void service_set_audit_file(service *s, FILE *f) {

@@ -10,6 +10,7 @@
 
 #include "engine/engine.h"
 #include "server/persistence.h"
+#include "server/server_metrics.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -149,6 +150,7 @@ typedef struct reply {
     /* the journal position when the reply was made: it may leave only once that is durable,
      * so nobody sees a state that a crash could take back */
     uint64_t seq;
+    int64_t made_ns; /* CLOCK_MONOTONIC when the engine thread made it (push latency) */
 } reply;
 
 typedef struct service service;
@@ -183,6 +185,9 @@ void service_set_market_listeners(service *s, int n);
 /* How many DIFF quote subscriptions and charts exist: no DIFF market patch is encoded while
  * they are zero. (Logged-in accounts are counted by ROUTE_DIFF_LOGIN/LOGOUT.) */
 void service_set_diff_listeners(service *s, int quotes, int charts);
+
+/* Counts commands, orders, trades and latencies into these series (NULL: none). */
+void service_set_metrics(service *s, const server_metrics *m);
 
 /* Appends every operator action to this file as JSON lines (NULL: memory only). */
 void service_set_audit_file(service *s, FILE *f);
