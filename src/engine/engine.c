@@ -586,8 +586,9 @@ static int set_instrument_status(engine *e, const command *cmd, engine_result *r
 
 /* ---- accounts and money ---- */
 
+/* Money moves in cents at least, and below 1e15, where doubles still hold every cent. */
 static bool money_amount_valid(double amount) {
-    return isfinite(amount) && amount > 0 && amount < 1e15;
+    return isfinite(amount) && amount >= 0.01 && amount < 1e15;
 }
 
 static int open_account(engine *e, const command *cmd, engine_result *r) {
@@ -638,8 +639,8 @@ static int transfer(engine *e, const command *cmd, engine_result *r) {
     if (a == NULL) return r->code;
     if (!money_amount_valid(amount))
         return engine_fail(r, deposit ? ERR_DEPOSIT : ERR_WITHDRAW,
-                           "%s amount must be positive, got %g", deposit ? "deposit" : "withdraw",
-                           amount);
+                           "%s amount must be at least 0.01 and below 1e15, got %g",
+                           deposit ? "deposit" : "withdraw", amount);
     account_view v;
     engine_view_of(e, a, &v);
     double balance_before = v.balance;
