@@ -12,7 +12,8 @@
  *    so the stream spans 3.5 days and every period's bars close (EV_KLINE callbacks counted):
  *    per-call percentiles and a batch throughput without per-call timing, with the default caps
  *    and with both caps 0.
- * 3. Encoding per trade: codec_market_snapshot (the 35-field snapshot, depth 5), diff_quote, and
+ * 3. engine_market_snapshot depth 5 (the snapshot the engine takes, as numbers), then encoding
+ *    per trade: codec_market_snapshot (the 35-field snapshot, depth 5), diff_quote, and
  *    the depth-5 codec_orderbook, each built from an engine whose book has 10 levels a side,
  *    with and without json_dumps (what the server does to each push).
  *
@@ -439,6 +440,24 @@ static void encode_run(const char *name, encode_fn fn, const engine *e, const in
     free(lat);
 }
 
+/* The depth-5 snapshot as the engine takes it: numbers only, no JSON. */
+static void snapshot_run(const instrument *ins) {
+    uint64_t n = opt_encodes;
+    uint32_t *lat = xalloc_u32(n);
+    market_snapshot m;
+    double sink = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t t0 = ticks();
+        engine_market_snapshot(ins, 5, &m);
+        uint64_t t1 = ticks();
+        sink += m.bid_price[0];
+        lat[i] = (uint32_t)(t1 - t0);
+    }
+    print_summary("engine_market_snapshot depth 5 (numbers, no JSON):", summarize(lat, n));
+    if (sink < 0) printf("%g\n", sink);
+    free(lat);
+}
+
 static void part_encode(void) {
     printf("\n== 3. encoding per trade (10 price levels a side in the book, the day has "
            "traded)\n");
@@ -466,6 +485,7 @@ static void part_encode(void) {
         }
     }
     const instrument *ins = engine_instrument_find(e, INSTRUMENT);
+    snapshot_run(ins);
     static const struct {
         const char *name;
         encode_fn fn;

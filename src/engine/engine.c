@@ -930,6 +930,47 @@ uint64_t engine_commands_applied(const engine *e) {
     return e->commands_applied;
 }
 
+void engine_market_snapshot(const instrument *ins, int depth, market_snapshot *out) {
+    int64_t ticks[MARKET_SNAPSHOT_DEPTH];
+    if (depth > MARKET_SNAPSHOT_DEPTH) depth = MARKET_SNAPSHOT_DEPTH;
+    if (depth < 0) depth = 0;
+    out->depth_bid = book_depth(&ins->book, DIR_BUY, depth, ticks, out->bid_volume);
+    for (int i = 0; i < out->depth_bid; i++)
+        out->bid_price[i] = instrument_tick_to_price(ins, ticks[i]);
+    out->depth_ask = book_depth(&ins->book, DIR_SELL, depth, ticks, out->ask_volume);
+    for (int i = 0; i < out->depth_ask; i++)
+        out->ask_price[i] = instrument_tick_to_price(ins, ticks[i]);
+    for (int i = out->depth_bid; i < depth; i++) {
+        out->bid_price[i] = 0;
+        out->bid_volume[i] = 0;
+    }
+    for (int i = out->depth_ask; i < depth; i++) {
+        out->ask_price[i] = 0;
+        out->ask_volume[i] = 0;
+    }
+    const market_stats *st = &ins->stats;
+    const instrument_spec *sp = &ins->spec;
+    out->last_price = instrument_mark_price(ins);
+    out->pre_close = sp->pre_close;
+    out->pre_settlement = sp->pre_settlement;
+    out->change_amount = sp->pre_close > 0 ? out->last_price - sp->pre_close : 0;
+    out->change_percent = sp->pre_close > 0 ? out->change_amount / sp->pre_close * 100.0 : 0;
+    out->has_trade = st->has_trade;
+    out->open = st->open;
+    out->high = st->high;
+    out->low = st->low;
+    double lots = (double)st->volume * sp->contract_multiplier;
+    out->average = lots > 0 ? st->amount / lots : 0;
+    out->volume = st->volume;
+    out->turnover = st->amount;
+    out->open_interest = st->open_interest;
+    out->pre_open_interest = st->pre_open_interest;
+    out->upper_limit = instrument_upper_limit(ins);
+    out->lower_limit = instrument_lower_limit(ins);
+    out->has_settlement = st->settlement_price_set;
+    out->settlement = st->settlement_price;
+}
+
 int64_t engine_clock_ms(const engine *e) {
     return e->clock_ms;
 }

@@ -291,6 +291,27 @@ uint32_t engine_settlement_count(const engine *e);
 const settlement_result *engine_settlement_at(const engine *e, uint32_t i);
 const settlement_result *engine_settlement_find(const engine *e, const char *date);
 
+/* The seed's 35-field MarketSnapshot as plain numbers, read straight from the book and the day's
+ * statistics: what every market-data encoder starts from, cheap enough to take after each trade.
+ * Prices of empty levels are 0 with volume 0; change is against pre_close. */
+#define MARKET_SNAPSHOT_DEPTH 10
+typedef struct market_snapshot {
+    int depth_bid, depth_ask; /* levels filled */
+    double bid_price[MARKET_SNAPSHOT_DEPTH], ask_price[MARKET_SNAPSHOT_DEPTH];
+    int64_t bid_volume[MARKET_SNAPSHOT_DEPTH], ask_volume[MARKET_SNAPSHOT_DEPTH];
+    double last_price, pre_close, pre_settlement, change_amount, change_percent;
+    bool has_trade; /* open, high, low and average exist */
+    double open, high, low, average;
+    int64_t volume, open_interest, pre_open_interest;
+    double turnover; /* price * volume * multiplier */
+    double upper_limit, lower_limit;
+    bool has_settlement;
+    double settlement;
+} market_snapshot;
+
+/* Fills out with up to `depth` (<= MARKET_SNAPSHOT_DEPTH) levels a side. */
+void engine_market_snapshot(const instrument *ins, int depth, market_snapshot *out);
+
 /* Public ids of orders and trades. */
 void engine_order_exchange_id(const engine *e, const order *o, char *out, size_t outlen);
 

@@ -159,50 +159,46 @@ static void diff_datetime(int64_t ns, char *out, size_t cap) {
 
 json_t *diff_quote(const engine *e, const instrument *ins, int64_t ts_ns) {
     enum { LEVELS = 5 };
-    int64_t bid_ticks[LEVELS], bid_vols[LEVELS], ask_ticks[LEVELS], ask_vols[LEVELS];
-    int nb = book_depth(&ins->book, DIR_BUY, LEVELS, bid_ticks, bid_vols);
-    int na = book_depth(&ins->book, DIR_SELL, LEVELS, ask_ticks, ask_vols);
-    const market_stats *st = &ins->stats;
+    market_snapshot m;
+    engine_market_snapshot(ins, LEVELS, &m);
     const instrument_spec *sp = &ins->spec;
     char when[48];
-    diff_datetime(st->has_trade ? st->last_trade_ns : ts_ns, when, sizeof when);
+    diff_datetime(ins->stats.has_trade ? ins->stats.last_trade_ns : ts_ns, when, sizeof when);
+    static const char *const keys[4][LEVELS] = {
+        {"ask_price1", "ask_price2", "ask_price3", "ask_price4", "ask_price5"},
+        {"ask_volume1", "ask_volume2", "ask_volume3", "ask_volume4", "ask_volume5"},
+        {"bid_price1", "bid_price2", "bid_price3", "bid_price4", "bid_price5"},
+        {"bid_volume1", "bid_volume2", "bid_volume3", "bid_volume4", "bid_volume5"}};
     json_builder b = jb_new();
     jb_str(&b, "instrument_id", sp->instrument_id);
     jb_str(&b, "datetime", when);
     for (int i = 0; i < LEVELS; i++) {
-        char key[24];
-        snprintf(key, sizeof key, "ask_price%d", i + 1);
-        jb_put(&b, key,
-               diff_price(i < na, i < na ? instrument_tick_to_price(ins, ask_ticks[i]) : 0));
-        snprintf(key, sizeof key, "ask_volume%d", i + 1);
-        jb_int(&b, key, i < na ? ask_vols[i] : 0);
-        snprintf(key, sizeof key, "bid_price%d", i + 1);
-        jb_put(&b, key,
-               diff_price(i < nb, i < nb ? instrument_tick_to_price(ins, bid_ticks[i]) : 0));
-        snprintf(key, sizeof key, "bid_volume%d", i + 1);
-        jb_int(&b, key, i < nb ? bid_vols[i] : 0);
+        jb_put(&b, keys[0][i], diff_price(i < m.depth_ask, m.ask_price[i]));
+        jb_int(&b, keys[1][i], m.ask_volume[i]);
+        jb_put(&b, keys[2][i], diff_price(i < m.depth_bid, m.bid_price[i]));
+        jb_int(&b, keys[3][i], m.bid_volume[i]);
     }
-    jb_put(&b, "last_price", diff_price(true, instrument_mark_price(ins)));
-    jb_put(&b, "highest", diff_price(st->has_trade, st->high));
-    jb_put(&b, "lowest", diff_price(st->has_trade, st->low));
-    jb_put(&b, "open", diff_price(st->has_trade, st->open));
+    jb_put(&b, "last_price", diff_price(true, m.last_price));
+    jb_put(&b, "highest", diff_price(m.has_trade, m.high));
+    jb_put(&b, "lowest", diff_price(m.has_trade, m.low));
+    jb_put(&b, "open", diff_price(m.has_trade, m.open));
     jb_put(&b, "close", json_string("NaN")); /* known only once the day is over */
-    double lots = (double)st->volume * sp->contract_multiplier;
-    jb_put(&b, "average", diff_price(lots > 0, lots > 0 ? st->amount / lots : 0));
-    jb_int(&b, "volume", st->volume);
-    jb_real(&b, "amount", st->amount);
-    jb_int(&b, "open_interest", st->open_interest);
-    jb_put(&b, "settlement", diff_price(st->settlement_price_set, st->settlement_price));
-    jb_real(&b, "upper_limit", instrument_upper_limit(ins));
-    jb_real(&b, "lower_limit", instrument_lower_limit(ins));
-    jb_int(&b, "pre_open_interest", st->pre_open_interest);
-    jb_real(&b, "pre_settlement", sp->pre_settlement);
-    jb_real(&b, "pre_close", sp->pre_close);
+    jb_put(&b, "average", diff_price(m.volume > 0, m.average));
+    jb_int(&b, "volume", m.volume);
+    jb_real(&b, "amount", m.turnover);
+    jb_int(&b, "open_interest", m.open_interest);
+    jb_put(&b, "settlement", diff_price(m.has_settlement, m.settlement));
+    jb_real(&b, "upper_limit", m.upper_limit);
+    jb_real(&b, "lower_limit", m.lower_limit);
+    jb_int(&b, "pre_open_interest", m.pre_open_interest);
+    jb_real(&b, "pre_settlement", m.pre_settlement);
+    jb_real(&b, "pre_close", m.pre_close);
     jb_real(&b, "price_tick", sp->price_tick);
     jb_int(&b, "volume_multiple", sp->contract_multiplier);
-    jb_real(&b, "margin", instrument_margin(ins, instrument_mark_price(ins), 1));
-    jb_real(&b, "commission", instrument_commission(ins, instrument_mark_price(ins), 1));
+    jb_real(&b, "margin", instrument_margin(ins, m.last_price, 1));
+    jb_real(&b, "commission", instrument_commission(ins, m.last_price, 1));
     jb_str(&b, "status", instrument_status_name(ins->status));
+    (void)e;
     return jb_done(&b);
 }
 

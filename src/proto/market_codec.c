@@ -20,60 +20,54 @@ static json_t *price_or_null(bool present, double price) {
 
 json_t *codec_market_snapshot(const engine *e, const instrument *ins, int64_t ts_ns) {
     enum { LEVELS = 5 };
-    int64_t bid_ticks[LEVELS], bid_vols[LEVELS], ask_ticks[LEVELS], ask_vols[LEVELS];
-    int nb = book_depth(&ins->book, DIR_BUY, LEVELS, bid_ticks, bid_vols);
-    int na = book_depth(&ins->book, DIR_SELL, LEVELS, ask_ticks, ask_vols);
-    const market_stats *st = &ins->stats;
-    const instrument_spec *sp = &ins->spec;
-    double last = instrument_mark_price(ins);
-    double change = sp->pre_close > 0 ? last - sp->pre_close : 0;
+    market_snapshot m;
+    engine_market_snapshot(ins, LEVELS, &m);
     char day[16];
     const char *td = engine_trading_day(e); /* YYYY-MM-DD -> YYYYMMDD */
     snprintf(day, sizeof day, "%.4s%.2s%.2s", td, td + 5, td + 8);
 
     json_builder b = jb_new();
-    jb_str(&b, "instrument_id", sp->instrument_id);
+    jb_str(&b, "instrument_id", ins->spec.instrument_id);
     jb_int(&b, "timestamp", ms_of(ts_ns));
     jb_str(&b, "trading_day", day);
-    jb_real(&b, "last_price", last);
-    jb_real(&b, "change_percent", sp->pre_close > 0 ? change / sp->pre_close * 100.0 : 0);
-    jb_real(&b, "change_amount", change);
-    jb_real(&b, "pre_close", sp->pre_close);
-    for (int side = 0; side < 2; side++) {
-        const char *name = side == 0 ? "bid" : "ask";
-        int n = side == 0 ? nb : na;
-        const int64_t *ticks = side == 0 ? bid_ticks : ask_ticks;
-        const int64_t *vols = side == 0 ? bid_vols : ask_vols;
-        for (int i = 0; i < LEVELS; i++) {
-            char key[24];
-            snprintf(key, sizeof key, "%s_price%d", name, i + 1);
-            jb_put(&b, key,
-                   price_or_null(i < n, i < n ? instrument_tick_to_price(ins, ticks[i]) : 0));
-            snprintf(key, sizeof key, "%s_volume%d", name, i + 1);
-            jb_int(&b, key, i < n ? vols[i] : 0);
-        }
+    jb_real(&b, "last_price", m.last_price);
+    jb_real(&b, "change_percent", m.change_percent);
+    jb_real(&b, "change_amount", m.change_amount);
+    jb_real(&b, "pre_close", m.pre_close);
+    static const char *const bid_price[LEVELS] = {"bid_price1", "bid_price2", "bid_price3",
+                                                  "bid_price4", "bid_price5"};
+    static const char *const bid_volume[LEVELS] = {"bid_volume1", "bid_volume2", "bid_volume3",
+                                                   "bid_volume4", "bid_volume5"};
+    static const char *const ask_price[LEVELS] = {"ask_price1", "ask_price2", "ask_price3",
+                                                  "ask_price4", "ask_price5"};
+    static const char *const ask_volume[LEVELS] = {"ask_volume1", "ask_volume2", "ask_volume3",
+                                                   "ask_volume4", "ask_volume5"};
+    for (int i = 0; i < LEVELS; i++) {
+        jb_put(&b, bid_price[i], price_or_null(i < m.depth_bid, m.bid_price[i]));
+        jb_int(&b, bid_volume[i], m.bid_volume[i]);
     }
-    jb_put(&b, "open", price_or_null(st->has_trade, st->open));
-    jb_put(&b, "high", price_or_null(st->has_trade, st->high));
-    jb_put(&b, "low", price_or_null(st->has_trade, st->low));
-    jb_int(&b, "volume", st->volume);
-    jb_real(&b, "turnover", st->amount);
-    jb_int(&b, "open_interest", st->open_interest);
-    jb_real(&b, "upper_limit", instrument_upper_limit(ins));
-    jb_real(&b, "lower_limit", instrument_lower_limit(ins));
+    for (int i = 0; i < LEVELS; i++) {
+        jb_put(&b, ask_price[i], price_or_null(i < m.depth_ask, m.ask_price[i]));
+        jb_int(&b, ask_volume[i], m.ask_volume[i]);
+    }
+    jb_put(&b, "open", price_or_null(m.has_trade, m.open));
+    jb_put(&b, "high", price_or_null(m.has_trade, m.high));
+    jb_put(&b, "low", price_or_null(m.has_trade, m.low));
+    jb_int(&b, "volume", m.volume);
+    jb_real(&b, "turnover", m.turnover);
+    jb_int(&b, "open_interest", m.open_interest);
+    jb_real(&b, "upper_limit", m.upper_limit);
+    jb_real(&b, "lower_limit", m.lower_limit);
     /* the level-1 names the REST ticker always had */
-    jb_put(&b, "bid_price",
-           price_or_null(nb > 0, nb ? instrument_tick_to_price(ins, bid_ticks[0]) : 0));
-    jb_int(&b, "bid_volume", nb ? bid_vols[0] : 0);
-    jb_put(&b, "ask_price",
-           price_or_null(na > 0, na ? instrument_tick_to_price(ins, ask_ticks[0]) : 0));
-    jb_int(&b, "ask_volume", na ? ask_vols[0] : 0);
-    jb_real(&b, "amount", st->amount);
-    double lots = (double)st->volume * sp->contract_multiplier;
-    jb_put(&b, "average", price_or_null(st->volume > 0, lots > 0 ? st->amount / lots : 0));
-    jb_real(&b, "pre_settlement", sp->pre_settlement);
-    jb_put(&b, "settlement", price_or_null(st->settlement_price_set, st->settlement_price));
-    jb_int(&b, "pre_open_interest", st->pre_open_interest);
+    jb_put(&b, "bid_price", price_or_null(m.depth_bid > 0, m.bid_price[0]));
+    jb_int(&b, "bid_volume", m.bid_volume[0]);
+    jb_put(&b, "ask_price", price_or_null(m.depth_ask > 0, m.ask_price[0]));
+    jb_int(&b, "ask_volume", m.ask_volume[0]);
+    jb_real(&b, "amount", m.turnover);
+    jb_put(&b, "average", price_or_null(m.volume > 0, m.average));
+    jb_real(&b, "pre_settlement", m.pre_settlement);
+    jb_put(&b, "settlement", price_or_null(m.has_settlement, m.settlement));
+    jb_int(&b, "pre_open_interest", m.pre_open_interest);
     jb_str(&b, "status", instrument_status_name(ins->status));
     return jb_done(&b);
 }
