@@ -17,7 +17,18 @@ import time
 import unittest
 
 import qaex
-from qaex import Server
+
+
+class Server(qaex.Server):
+    """qaex.Server that, when it stops, fails on any sanitizer report in the server's output."""
+
+    def close(self):
+        self.stop()
+        out = self.output()
+        super().close()
+        for mark in ("runtime error:", "AddressSanitizer", "LeakSanitizer"):
+            if mark in out:
+                raise AssertionError(f"sanitizer report from the server:\n{out[-4000:]}")
 
 PERIODS = ["3s", "1min", "5min", "15min", "30min", "60min", "day"]
 PERIOD_MS = {"3s": 3000, "1min": 60000, "5min": 300000, "15min": 900000, "30min": 1800000,
@@ -637,8 +648,9 @@ class WsMarketTest(unittest.TestCase):
         self.assertLess(len(books), n // 10, f"{len(books)} orderbook pushes queued for {n} changes")
         self.assertTrue(books and any(a["price"] == 4000.0 for a in books[-1]["asks"]),
                         "the slow subscriber's last book is not the latest")
-        self.assertLess(rss_after - rss_before, 256 * 1024,
-                        f"server grew {rss_after - rss_before} kB during the burst")
+        if not sanitized(self.srv.proc.pid):  # the order pools grow too; far below a backlog
+            self.assertLess(rss_after - rss_before, 64 * 1024,
+                            f"server grew {rss_after - rss_before} kB during the burst")
 
 
 def rss_kb(pid):
@@ -647,6 +659,13 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def sanitized(pid):
+    """True for an AddressSanitizer build: its quarantine keeps freed memory, so RSS growth
+    measures nothing there."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
 
 
 class KlineRestartTest(unittest.TestCase):
