@@ -806,9 +806,37 @@ static void handle_query(service *s, const request *rq) {
         case ROUTE_MON_TRADES:
             http_ok(s, rq, monitor_trades(e));
             break;
-        case ROUTE_MON_STORAGE:
-            http_ok(s, rq, storage_json(s));
+        case ROUTE_MON_STORAGE: {
+            json_t *st = storage_json(s);
+            if (rq->extra) { /* the history store's stats, gathered on the query thread */
+                json_t *h = json_loads(rq->extra, 0, NULL);
+                free(rq->extra);
+                if (st) json_object_set_new(st, "history", h ? h : json_null());
+                else json_decref(h);
+            }
+            http_ok(s, rq, st);
             break;
+        }
+        case ROUTE_HISTORY_ACCESS: { /* before a history query of an account */
+            a = engine_account_find(e, rq->key);
+            int code = 0;
+            char msg[QAEX_MSG_LEN] = "";
+            if (a == NULL) {
+                code = ERR_ACCOUNT_NOT_FOUND;
+                snprintf(msg, sizeof msg, "account not found: %s", rq->key);
+            } else if (rq->auth_enforced && !rq->auth_admin &&
+                       strcmp(a->user_id, rq->auth_user) != 0) {
+                code = CODEC_ERR_FORBIDDEN;
+                snprintf(msg, sizeof msg, "account %.64s does not belong to user %.64s",
+                         a->account_id, rq->auth_user);
+            }
+            const instrument *ins = rq->key2[0] ? engine_instrument_find(e, rq->key2) : NULL;
+            reply_internal(s, rq,
+                           json_pack("{s:i, s:s, s:s, s:I}", "code", code, "message", msg,
+                                     "instrument_id", ins ? ins->spec.instrument_id : rq->key2,
+                                     "seq", (json_int_t)(s->p ? persistence_last_seq(s->p) : 0)));
+            break;
+        }
         case ROUTE_MON_REPORT: {
             char hash[24];
             snprintf(hash, sizeof hash, "%016llx", (unsigned long long)engine_state_hash(e));
@@ -1051,7 +1079,8 @@ static void diff_command_reply(service *s, const request *rq, int rc, const char
                   json_pack("{s:o}", "notify",
                             diff_notify(s, ok ? "INFO" : "ERROR", ok ? 0 : rc,
                                         ok ? "transfer ok" : message)));
-    } else if (!ok && rq->route == ROUTE_DIFF_INSERT) {
+    } else if (!ok && rq->route == ROUTE_DIFF_INSERT && rc != ERR_SUBMIT_FAILED) {
+        /* (3003, a duplicate id: the id names the live order, which must stay as it is) */
         const order_request *o = &rq->cmd.u.order;
         const instrument *ins = engine_instrument_find(s->e, o->instrument_id);
         const char *dot = strchr(o->instrument_id, '.');
