@@ -742,6 +742,20 @@ static int load_diff(loader *L, const toml_value *t) {
     return 0;
 }
 
+static int load_history(loader *L, const toml_value *t) {
+    static const char *const known[] = {"enabled", "retention_days",
+                                        "account_snapshot_interval_secs", NULL};
+    server_config *cfg = L->cfg;
+    warn_unknown(L, t, "history", known);
+    if (get_bool(L, t, "history", "enabled", &cfg->history_enabled) < 0) return -1;
+    if (get_u32(L, t, "history", "retention_days", 0, 36500, &cfg->history_retention_days) < 0)
+        return -1;
+    if (get_u32(L, t, "history", "account_snapshot_interval_secs", 0, 31536000,
+                &cfg->history_account_snapshot_secs) < 0)
+        return -1;
+    return 0;
+}
+
 static int load_notification(loader *L, const toml_value *t) {
     static const char *const known[] = {"batch_size", "batch_interval_ms", NULL};
     server_config *cfg = L->cfg;
@@ -1014,6 +1028,7 @@ static const section sections[] = {
     {"engine", load_engine, false},   {"auth", load_auth, false},
     {"diff", load_diff, false},       {"notification", load_notification, false},
     {"logging", load_logging, false}, {"instruments", load_instruments, true},
+    {"history", load_history, false},
 };
 #define SECTION_COUNT (sizeof sections / sizeof sections[0])
 
@@ -1169,6 +1184,9 @@ int config_defaults(server_config *cfg) {
     cfg->commit_batch_size = 100;
     cfg->commit_batch_timeout_ms = 10;
     cfg->commit_buffer_size = 10000;
+    cfg->history_enabled = true;
+    cfg->history_retention_days = 0;
+    cfg->history_account_snapshot_secs = 0;
     copy_str(cfg->admin_username, sizeof cfg->admin_username, "admin");
     copy_str(cfg->admin_password, sizeof cfg->admin_password, DEFAULT_ADMIN_PASSWORD);
     cfg->token_ttl_secs = 86400;
@@ -1413,6 +1431,16 @@ void config_print_banner(const server_config *cfg, FILE *out) {
         if (cfg->snapshot_interval_commands)
             fprintf(out, "every %" PRIu64 " commands", cfg->snapshot_interval_commands);
         fputc('\n', out);
+        if (cfg->history_enabled) {
+            fprintf(out, "  • History: %s/history.db (retention ", cfg->data_dir);
+            if (cfg->history_retention_days)
+                fprintf(out, "%" PRIu32 " days", cfg->history_retention_days);
+            else
+                fputs("unlimited", out);
+            fputs(")\n", out);
+        } else {
+            fputs("  • History: off\n", out);
+        }
     } else {
         fputs("  • Status: Disabled: memory only (--no-storage)\n", out);
     }

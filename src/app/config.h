@@ -25,6 +25,9 @@
  *               snapshot_interval_secs, snapshot_interval_commands (0 disables either),
  *               journal_segment_size
  *   [storage.subscriber] batch_size, batch_timeout_ms, buffer_size: the journal's group commit
+ *   [history]   enabled (the SQLite history store, with storage on; default true),
+ *               retention_days (0 keeps everything), account_snapshot_interval_secs (0: account
+ *               snapshots at settlements only)
  *   [risk]      max_position_ratio, max_order_value, risk_ratio_reject, min_order_volume,
  *               max_order_volume, force_close_threshold, self_trade_prevention, risk_ratio_warning,
  *               margin_ratio (the margin rate of instruments that name none)
@@ -110,6 +113,11 @@ typedef struct server_config {
     uint32_t commit_batch_size;          /* [storage.subscriber] batch_size, 100 */
     uint32_t commit_batch_timeout_ms;    /* batch_timeout_ms, 10 */
     uint32_t commit_buffer_size;         /* buffer_size, 10000 */
+
+    /* the history store (data_dir/history.db), with storage on */
+    bool history_enabled;                    /* true */
+    uint32_t history_retention_days;         /* 0: keep everything */
+    uint32_t history_account_snapshot_secs;  /* 0: at settlements only */
 
     /* auth */
     char admin_username[64];  /* "admin" */

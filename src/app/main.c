@@ -3,6 +3,8 @@
 #include "engine/engine.h"
 #include "server/auth.h"
 #include "server/gateway.h"
+#include "server/history_feed.h"
+#include "server/query_worker.h"
 #include "server/persistence.h"
 #include "server/service.h"
 
@@ -24,6 +26,11 @@ static void on_durable(void *ctx, uint64_t durable_seq) {
     (void)durable_seq;
     gateway *g = atomic_load(&wake_target);
     if (g) gateway_wake(g);
+}
+
+/* The query thread has answers: same wake-up. */
+static void wake_gateway(void *ctx) {
+    on_durable(ctx, 0);
 }
 
 static void on_signal(int sig) {
@@ -162,8 +169,26 @@ int main(int argc, char **argv) {
     } else {
         e = engine_create(&cfg.engine);
     }
+    /* the history store follows the journal on its own thread; queries run on another */
+    history_feed *feed = NULL;
+    query_worker *queries = NULL;
+    if (p && e && cfg.history_enabled) {
+        history_feed_options ho = {
+            .data_dir = cfg.data_dir,
+            .engine_cfg = &cfg.engine,
+            .p = p,
+            .retention_days = cfg.history_retention_days,
+            .account_snapshot_secs = cfg.history_account_snapshot_secs,
+        };
+        feed = history_feed_start(&ho, err, sizeof err);
+        if (feed == NULL)
+            fprintf(stderr, "qaexchange-server: warning: history store off: %s\n", err);
+        queries = feed ? query_worker_start(feed, wake_gateway, NULL) : NULL;
+    }
     if (e == NULL || register_instruments(e, p, &cfg) != 0 || register_admin(e, p, &cfg) != 0) {
         fprintf(stderr, "qaexchange-server: could not create the engine\n");
+        query_worker_stop(queries);
+        history_feed_stop(feed);
         persistence_close(p, NULL);
         engine_destroy(e);
         config_free(&cfg);
@@ -186,6 +211,7 @@ int main(int argc, char **argv) {
         .password_cost_fast = cfg.password_cost_fast,
         .diff_strict_bid = cfg.diff_strict_bid,
         .max_connections = cfg.max_connections,
+        .queries = queries,
     };
     /* the service needs the gateway to wake, and the gateway the service: create the service
      * without a wake first, then connect them */
@@ -196,6 +222,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "qaexchange-server: cannot listen on %s:%u (in use, or no permission)\n",
                 cfg.http.host, cfg.http.port);
         service_destroy(svc);
+        query_worker_stop(queries);
+        history_feed_stop(feed);
         persistence_close(p, e);
         engine_destroy(e);
         config_free(&cfg);
@@ -218,6 +246,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "qaexchange-server: cannot start the engine thread\n");
         gateway_destroy(g);
         service_destroy(svc);
+        query_worker_stop(queries);
+        history_feed_stop(feed);
         persistence_close(p, e);
         engine_destroy(e);
         config_free(&cfg);
@@ -246,6 +276,9 @@ int main(int argc, char **argv) {
      * written, then the gateway goes */
     service_destroy(svc);
     if (audit) fclose(audit);
+    /* queries stop, the history takes what the journal holds, then the journal closes */
+    query_worker_stop(queries);
+    history_feed_stop(feed);
     atomic_store(&wake_target, NULL);
     persistence_close(p, e);
     gateway_destroy(g);

@@ -81,6 +81,7 @@ typedef struct session {
     shared_msg *response;      /* the HTTP response, once known */
     const char *response_type; /* its content type; NULL: JSON */
     int response_status;
+    query_job *pending_query; /* a history query waiting for the engine's permission */
     /* WebSocket */
     char account_id[QAEX_ID_LEN];
     bool authenticated;
@@ -513,7 +514,7 @@ static int write_response(session *s) {
 
 /* ---- requests to the engine thread ---- */
 
-static void submit(gateway *g, session *s, request *rq) {
+static bool submit(gateway *g, session *s, request *rq) {
     rq->conn_id = s->conn_id;
     if (!g->cfg.open_mode) {
         rq->auth_enforced = true;
@@ -528,9 +529,199 @@ static void submit(gateway *g, session *s, request *rq) {
                                         "message", "the exchange is busy: request queue full"));
         else
             respond_error(s, 503, ERR_UNAVAILABLE, "the exchange is busy: request queue full");
-        return;
+        return false;
     }
     if (!s->is_ws) s->awaiting_reply = true;
+    return true;
+}
+
+/* ---- history queries (a worker thread; see query_worker.h) ---- */
+
+static void copy_id(char *dst, size_t cap, const char *src);
+
+/* What an internal reply or a finished query is for (after the authentication purposes). */
+enum {
+    PURPOSE_HISTORY_ACCESS = 16, /* the engine's answer: may this user read the account? */
+    PURPOSE_STORAGE_STATS,       /* the history's stats for /monitoring/storage */
+};
+
+static bool history_on(gateway *g, session *s) {
+    if (g->cfg.queries) return true;
+    respond_error(s, 503, ERR_UNAVAILABLE,
+                  "the history store is off (storage disabled or [history] enabled = false)");
+    return false;
+}
+
+/* Hands a job to the query thread; it sees every command acknowledged so far. */
+static void query_submit(gateway *g, session *s, query_job *j) {
+    j->conn_id = s->conn_id;
+    uint64_t durable = service_durable_seq(g->svc);
+    if (j->wait_seq == 0) j->wait_seq = durable == UINT64_MAX ? 0 : durable;
+    if (!query_worker_submit(g->cfg.queries, j)) {
+        respond_error(s, 503, ERR_UNAVAILABLE, "the history is busy: query queue full");
+        return;
+    }
+    s->awaiting_reply = true;
+}
+
+/* A query of one account's history: the engine thread checks the account exists and belongs to
+ * the asker (and resolves an instrument alias) before the job is queued. */
+static void query_for_account(gateway *g, session *s, query_job *j, const char *account_id,
+                              const char *instrument_id) {
+    request rq;
+    memset(&rq, 0, sizeof rq);
+    rq.route = ROUTE_HISTORY_ACCESS;
+    rq.purpose = PURPOSE_HISTORY_ACCESS;
+    copy_id(rq.key, sizeof rq.key, account_id);
+    copy_id(rq.key2, sizeof rq.key2, instrument_id);
+    snprintf(j->account_id, sizeof j->account_id, "%s", rq.key);
+    query_job_free(s->pending_query);
+    s->pending_query = j;
+    if (!submit(g, s, &rq)) {
+        s->pending_query = NULL;
+        query_job_free(j);
+    }
+}
+
+static void history_access_done(gateway *g, session *s, const json_t *body) {
+    query_job *j = s->pending_query;
+    s->pending_query = NULL;
+    if (j == NULL) return;
+    int code = (int)json_integer_value(json_object_get(body, "code"));
+    const char *msg = json_string_value(json_object_get(body, "message"));
+    if (body == NULL) {
+        code = ERR_INTERNAL;
+        msg = "no answer from the engine";
+    }
+    if (code != 0) {
+        respond_error(s, 0, code, "%s", msg ? msg : "refused");
+        query_job_free(j);
+        return;
+    }
+    const char *ins = json_string_value(json_object_get(body, "instrument_id"));
+    snprintf(j->instrument_id, sizeof j->instrument_id, "%s", ins ? ins : "");
+    j->wait_seq = (uint64_t)json_integer_value(json_object_get(body, "seq"));
+    query_submit(g, s, j);
+}
+
+static void drain_queries(gateway *g) {
+    query_job *j;
+    while (g->cfg.queries && (j = query_worker_poll(g->cfg.queries)) != NULL) {
+        session *s = conn_find(g, j->conn_id);
+        if (s && j->purpose == PURPOSE_STORAGE_STATS) {
+            /* the engine thread adds them to its own storage figures */
+            request rq;
+            memset(&rq, 0, sizeof rq);
+            rq.route = ROUTE_MON_STORAGE;
+            rq.extra = j->body;
+            j->body = NULL;
+            if (!submit(g, s, &rq)) free(rq.extra);
+        } else if (s) {
+            respond(s, j->status ? j->status : 500, j->body ? j->body : "", j->len);
+            s->response_type = j->content_type;
+        }
+        query_job_free(j);
+    }
+}
+
+static bool json_int_field(session *s, const json_t *body, const char *name, int64_t min,
+                           int64_t max, int64_t *out) {
+    const json_t *v = json_object_get(body, name);
+    if (v == NULL || json_is_null(v)) return true;
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        respond_error(s, 400, HISTORY_QERR_INVALID, "%s must be an integer in [%lld, %lld]", name,
+                      (long long)min, (long long)max);
+        return false;
+    }
+    *out = json_integer_value(v);
+    return true;
+}
+
+/* The common fields of the query routes: limit, timeout_ms, format. */
+static bool query_limits(session *s, const json_t *body, history_query_limits *lim) {
+    int64_t limit = 0, timeout = 0;
+    if (!json_int_field(s, body, "limit", 1, HISTORY_MAX_ROW_LIMIT, &limit) ||
+        !json_int_field(s, body, "timeout_ms", 1, 60000, &timeout))
+        return false;
+    lim->row_limit = (long)limit;
+    lim->time_limit_ms = (int)timeout;
+    const json_t *f = json_object_get(body, "format");
+    if (f && !json_is_null(f)) {
+        int fmt = json_is_string(f) ? history_format_parse(json_string_value(f)) : -1;
+        if (fmt < 0) {
+            respond_error(s, 400, HISTORY_QERR_INVALID, "format must be json, csv or jsonl");
+            return false;
+        }
+        lim->format = (history_format)fmt;
+    }
+    return true;
+}
+
+/* POST /api/query/{sql,structured,timeseries} */
+static void route_query(gateway *g, session *s, const char *what, json_t *body) {
+    if (!history_on(g, s)) return;
+    query_job *j = NULL;
+    if (strcmp(what, "sql") == 0) {
+        const json_t *sql = json_object_get(body, "sql");
+        if (sql == NULL) sql = json_object_get(body, "query");
+        if (!json_is_string(sql)) {
+            respond_error(s, 400, HISTORY_QERR_INVALID, "sql must be a string: {\"sql\": \"SELECT ...\"}");
+            return;
+        }
+        j = query_job_new(QUERY_SQL);
+        if (j && !query_limits(s, body, &j->lim)) {
+            query_job_free(j);
+            return;
+        }
+        if (j) j->text = strdup(json_string_value(sql));
+    } else if (strcmp(what, "structured") == 0) {
+        j = query_job_new(QUERY_STRUCTURED);
+        if (j && !query_limits(s, body, &j->lim)) {
+            query_job_free(j);
+            return;
+        }
+        if (j) j->text = json_dumps(body, JSON_COMPACT);
+    } else if (strcmp(what, "timeseries") == 0) {
+        const json_t *ins = json_object_get(body, "instrument_id");
+        const json_t *gran = json_object_get(body, "granularity");
+        if (!json_is_string(ins) || json_string_length(ins) >= HISTORY_INSTRUMENT_LEN) {
+            respond_error(s, 400, HISTORY_QERR_INVALID, "instrument_id must be a string");
+            return;
+        }
+        char granularity[16] = "1m";
+        if (json_is_integer(gran))
+            snprintf(granularity, sizeof granularity, "%llds",
+                     (long long)json_integer_value(gran));
+        else if (json_is_string(gran) && json_string_length(gran) < sizeof granularity)
+            snprintf(granularity, sizeof granularity, "%s", json_string_value(gran));
+        else if (gran && !json_is_null(gran)) {
+            respond_error(s, 400, HISTORY_QERR_INVALID,
+                          "granularity must be 1s 5s 10s 30s 1m 5m 15m 30m 1h 4h or 1d");
+            return;
+        }
+        j = query_job_new(QUERY_TIMESERIES);
+        if (j == NULL) goto oom;
+        j->end_ms = INT64_MAX / 1000000;
+        if (!query_limits(s, body, &j->lim) ||
+            !json_int_field(s, body, "start", 0, INT64_MAX / 1000000, &j->start_ms) ||
+            !json_int_field(s, body, "end", 0, INT64_MAX / 1000000, &j->end_ms)) {
+            query_job_free(j);
+            return;
+        }
+        snprintf(j->instrument_id, sizeof j->instrument_id, "%s", json_string_value(ins));
+        memcpy(j->granularity, granularity, sizeof granularity);
+    } else {
+        respond_error(s, 404, CODEC_ERR_NOT_FOUND, "no route POST %s", s->path);
+        return;
+    }
+    if (j == NULL || (j->kind != QUERY_TIMESERIES && j->text == NULL)) {
+        query_job_free(j);
+        goto oom;
+    }
+    query_submit(g, s, j);
+    return;
+oom:
+    respond_error(s, 500, ERR_INTERNAL, "out of memory");
 }
 
 /* Copies src into dst[cap], cut to fit (ids are checked for length where they enter). */
@@ -648,6 +839,11 @@ static void route_post(gateway *g, session *s, char **seg, int n) {
         json_decref(body);
         return;
     }
+    if (n == 3 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "query")) {
+        route_query(g, s, seg[2], body);
+        json_decref(body);
+        return;
+    }
     if (n == 3 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "account") &&
         seg_is(seg, n, 2, "open")) {
         rq.route = ROUTE_ACCOUNT_OPEN;
@@ -751,7 +947,32 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
             rq.route = ROUTE_ACCOUNT_LIST;
         else if (n == 4 && seg_is(seg, n, 2, "detail"))
             rq.route = ROUTE_ACCOUNT_DETAIL, copy_id(rq.key, sizeof rq.key, seg[3]);
-        else if (n == 3)
+        else if (n == 4 && seg_is(seg, n, 3, "curve")) {
+            /* the equity curve: settlement (and interval) snapshots from the history */
+            if (!history_on(g, s)) return;
+            char interval[16] = "day";
+            query_job *j = query_job_new(QUERY_CURVE);
+            if (j == NULL) {
+                respond_error(s, 500, ERR_INTERNAL, "out of memory");
+                return;
+            }
+            query_str(s, "start_date=", j->start_date, sizeof j->start_date);
+            query_str(s, "end_date=", j->end_date, sizeof j->end_date);
+            if (!url_arg(s->wsi, "interval=", interval, sizeof interval)) interval[0] = '\0';
+            if (interval[0] && strcmp(interval, "day") != 0 && strcmp(interval, "1d") != 0 &&
+                strcmp(interval, "snapshot") != 0 && strcmp(interval, "all") != 0) {
+                query_job_free(j);
+                respond_error(s, 400, HISTORY_QERR_INVALID,
+                              "interval must be day (one point per trading day) or snapshot, "
+                              "got '%s'",
+                              interval);
+                return;
+            }
+            j->per_day = interval[0] == '\0' || strcmp(interval, "day") == 0 ||
+                         strcmp(interval, "1d") == 0;
+            query_for_account(g, s, j, seg[2], "");
+            return;
+        } else if (n == 3)
             rq.route = ROUTE_ACCOUNT_GET, copy_id(rq.key, sizeof rq.key, seg[2]);
         else
             goto not_found;
@@ -761,8 +982,14 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
     } else if (seg_is(seg, n, 1, "order")) {
         if (n == 4 && seg_is(seg, n, 2, "user"))
             rq.route = ROUTE_ORDER_LIST, copy_id(rq.key, sizeof rq.key, seg[3]);
-        else if (n == 5 && seg_is(seg, n, 2, "user") && seg_is(seg, n, 4, "trades"))
+        else if (n == 5 && seg_is(seg, n, 2, "user") && seg_is(seg, n, 4, "trades")) {
+            query_job *j = g->cfg.queries ? query_job_new(QUERY_TRADES_ALL) : NULL;
+            if (j) { /* every trade, from the history store */
+                query_for_account(g, s, j, seg[3], "");
+                return;
+            }
             rq.route = ROUTE_ORDER_TRADES, copy_id(rq.key, sizeof rq.key, seg[3]);
+        }
         else if (n == 3) {
             rq.route = ROUTE_ORDER_GET;
             copy_id(rq.key2, sizeof rq.key2, seg[2]);
@@ -785,6 +1012,15 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
         query_str(s, "instrument_id=", rq.key2, sizeof rq.key2);
         query_str(s, "start_date=", rq.date_from, sizeof rq.date_from);
         query_str(s, "end_date=", rq.date_to, sizeof rq.date_to);
+        query_job *j = g->cfg.queries ? query_job_new(QUERY_TRADES_PAGE) : NULL;
+        if (j) { /* every trade, from the history store, newest first */
+            j->page = rq.num1;
+            j->size = rq.num2;
+            memcpy(j->start_date, rq.date_from, sizeof j->start_date - 1);
+            memcpy(j->end_date, rq.date_to, sizeof j->end_date - 1);
+            query_for_account(g, s, j, rq.key, rq.key2);
+            return;
+        }
     } else if (seg_is(seg, n, 1, "market")) {
         if (n == 3 && seg_is(seg, n, 2, "instruments"))
             rq.route = ROUTE_INSTRUMENTS;
@@ -1005,6 +1241,14 @@ static void route_admin(gateway *g, session *s, char **seg, int n) {
                    : strcmp(what, "report") == 0   ? ROUTE_MON_REPORT
                                                    : ROUTE_NONE;
         if (rq.route == ROUTE_NONE || (!get && rq.route != ROUTE_MON_REPORT)) goto not_found;
+        query_job *j = rq.route == ROUTE_MON_STORAGE && g->cfg.queries
+                           ? query_job_new(QUERY_STATS)
+                           : NULL;
+        if (j) { /* the history's stats are gathered on the query thread first */
+            j->purpose = PURPOSE_STORAGE_STATS;
+            query_submit(g, s, j);
+            return;
+        }
         submit(g, s, &rq);
         return;
     }
@@ -1098,6 +1342,11 @@ static bool is_admin_route(char **seg, int n) {
     return seg_is(seg, n, k, "admin") || seg_is(seg, n, k, "monitoring");
 }
 
+/* The history's SQL, structured and time-series queries: admin-only when tokens are enforced. */
+static bool is_query_route(char **seg, int n) {
+    return n >= 2 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "query");
+}
+
 static void route_http(gateway *g, session *s) {
     s->in_flight = true;
     if (g->cfg.metrics) metrics_counter_inc(g->cfg.metrics->http_requests);
@@ -1117,7 +1366,8 @@ static void route_http(gateway *g, session *s) {
     /* a token is read whenever one comes; without open mode every route but the public ones
      * needs it, and the operator's routes need the admin role */
     if (!http_authenticate(g, s, !g->cfg.open_mode && !is_public_route(s->method, seg, n))) return;
-    if (!g->cfg.open_mode && is_admin_route(seg, n) && !s->auth_admin) {
+    if (!g->cfg.open_mode && (is_admin_route(seg, n) || is_query_route(seg, n)) &&
+        !s->auth_admin) {
         respond_error(s, 403, CODEC_ERR_FORBIDDEN, "%s needs the admin role", s->path);
         return;
     }
@@ -1508,6 +1758,8 @@ static void internal_reply(gateway *g, session *s, const reply *r) {
     json_t *body = json_loadb(r->body, r->len, 0, NULL);
     if (r->status == PURPOSE_LOGIN || r->status == PURPOSE_DIFF_LOGIN) {
         auth_lookup_done(g, s, body, r->status);
+    } else if (r->status == PURPOSE_HISTORY_ACCESS) {
+        history_access_done(g, s, body);
     } else if (r->status == PURPOSE_WS_AUTH) {
         bool ok = json_is_true(json_object_get(body, "ok"));
         const char *acc = json_string_value(json_object_get(body, "account_id"));
@@ -2052,6 +2304,8 @@ static void session_close(gateway *g, session *s) {
         }
     }
     session_clear_queue(s);
+    query_job_free(s->pending_query);
+    s->pending_query = NULL;
     msg_release(s->response);
     s->response = NULL;
     free(s->body);
@@ -2070,6 +2324,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
             if (!g->closing) {
                 drain_replies(g);
                 drain_kdf(g);
+                drain_queries(g);
             }
             return 0;
 

@@ -6,6 +6,7 @@
 #ifndef QAEX_GATEWAY_H
 #define QAEX_GATEWAY_H
 
+#include "server/query_worker.h"
 #include "server/service.h"
 
 #include <stddef.h>
@@ -26,6 +27,7 @@ typedef struct gateway_config {
     const server_metrics *metrics; /* served at GET /metrics (NULL: none) */
     bool diff_strict_bid;          /* refuse a req_login naming another bid */
     unsigned max_connections;      /* sizes lws's header-table pool */
+    query_worker *queries;         /* history queries (NULL: no history store) */
 } gateway_config;
 
 typedef struct gateway gateway;

@@ -63,6 +63,23 @@ bool persistence_failed(persistence *p, char *why, size_t whylen);
 /* Flushes the journal, writes a final snapshot, stops the threads. */
 void persistence_close(persistence *p, const engine *e);
 
+/* Called on the engine thread right after a command was journaled as `seq` (before the engine
+ * applies it); it must not block (the history feed copies the command into a ring). */
+typedef void (*persistence_log_hook)(void *ctx, uint64_t seq, const command *cmd);
+void persistence_set_log_hook(persistence *p, persistence_log_hook fn, void *ctx);
+
+/* Journal segments holding commands after guard(ctx) are never pruned (the history store still
+ * needs them to catch up): the prune bound is min(newest snapshot, guard). Any thread may move
+ * the guard's value; it is read on the engine thread. */
+typedef uint64_t (*persistence_prune_guard)(void *ctx);
+void persistence_set_prune_guard(persistence *p, persistence_prune_guard fn, void *ctx);
+
+/* Loads the newest valid snapshot of DIR whose sequence is at most max_seq into a malloc'd
+ * buffer (*bytes, free it): 1 when loaded, 0 when there is none, -1 on error (err). */
+int persistence_snapshot_load_at_most(const char *dir, uint64_t max_seq, uint64_t *seq,
+                                      unsigned char **bytes, size_t *len, char *err,
+                                      size_t errlen);
+
 /* The byte form of a command in the journal (exposed for the tools and tests). */
 size_t command_encode(const command *cmd, unsigned char *out, size_t cap);
 int command_decode(const unsigned char *in, size_t len, command *cmd);

@@ -61,8 +61,11 @@ typedef enum route {
     ROUTE_MON_ACCOUNTS,
     ROUTE_MON_ORDERS,
     ROUTE_MON_TRADES,
-    ROUTE_MON_STORAGE,
+    ROUTE_MON_STORAGE, /* extra: the history store's stats (JSON text), or NULL */
     ROUTE_MON_REPORT,
+    /* internal: may the asker read account `key`'s history? key2: an instrument id to resolve.
+     * Answers {code, message, instrument_id, seq} */
+    ROUTE_HISTORY_ACCESS,
     /* the `type` WebSocket protocol */
     ROUTE_WS_AUTH,
     ROUTE_WS_SUBMIT,
