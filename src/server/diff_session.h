@@ -89,7 +89,8 @@ typedef struct diff_message {
     diff_aid aid;
     char aid_text[32];
     /* req_login */
-    char bid[QAEX_ID_LEN], user_name[QAEX_ID_LEN], password[128];
+    /* the password, or a login token standing for it (up to AUTH_TOKEN_MAX bytes) */
+    char bid[QAEX_ID_LEN], user_name[QAEX_ID_LEN], password[2048];
     /* subscribe_quote: instrument ids, de-duplicated, in order */
     char ins[DIFF_MAX_QUOTES][QAEX_INSTRUMENT_ID_LEN];
     int n_ins;

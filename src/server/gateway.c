@@ -1926,8 +1926,12 @@ static void diff_login(gateway *g, session *s, const diff_message *m) {
     if (throttled(g, s, m->user_name)) return;
     /* user_name is a username (its first account trades) or an account (its owner's password) */
     diff_logout(g, s);
+    if (strlen(m->password) > AUTH_PASSWORD_MAX) {
+        diff_notify_error(s, ERR_AUTH_FAILED, "login failed: the password is longer than 128 bytes");
+        return;
+    }
     copy_id(d->user_key, sizeof d->user_key, m->user_name);
-    memcpy(s->pending_secret, m->password, sizeof s->pending_secret);
+    memcpy(s->pending_secret, m->password, sizeof s->pending_secret); /* NUL-terminated: <= 128 */
     request rq;
     memset(&rq, 0, sizeof rq);
     rq.route = ROUTE_AUTH_LOOKUP;

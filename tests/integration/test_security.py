@@ -75,6 +75,11 @@ ROUTES = [
     ("GET", "/api/position/{account_id}", OWNER, None),
     ("GET", "/api/position/account/{account_id}", OWNER, None),
     ("GET", "/api/trades/user/{account_id}", OWNER, None),
+    ("GET", "/api/account/{account_id}/curve", OWNER, None),
+    ("POST", "/api/query/sql", ADMIN, {"sql": "SELECT 1"}),
+    ("POST", "/api/query/structured", ADMIN, {"table": "trades", "limit": 1}),
+    ("POST", "/api/query/timeseries", ADMIN,
+     {"instrument_id": "CFFEX.IF2501", "granularity": "1m"}),
     # the operator's routes; each is also served under /api
     ("GET", "/admin/instruments", ADMIN, None),
     ("POST", "/admin/instrument/create", ADMIN, {"instrument_id": "BAD"}),
@@ -116,7 +121,7 @@ def all_routes():
     out = []
     for method, path, access, body in ROUTES:
         out.append((method, path, access, body))
-        if access == ADMIN:
+        if access == ADMIN and not path.startswith("/api/"):
             out.append((method, "/api" + path, access, body))
     return out
 
