@@ -480,7 +480,7 @@ static void respond_error(session *s, int http_status, int code, const char *fmt
                  codec_envelope_error(code, msg));
 }
 
-static int write_response(session *s) {
+static int write_response(gateway *g, session *s) {
     if (s->response == NULL) return 0;
     unsigned char hdr[LWS_PRE + 1024];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
@@ -509,6 +509,10 @@ static int write_response(session *s) {
     s->body_too_large = false;
     if (s->close_after_response) return -1;
     s->in_flight = false;
+    /* lws may free or reuse the session's memory once the transaction completes, and a client
+     * may close a kept-alive connection without lws reporting it with this session: leave the
+     * table now (the next request on the connection registers again) */
+    conn_unregister(g, s);
     return lws_http_transaction_completed(s->wsi) ? -1 : 0;
 }
 
@@ -2395,7 +2399,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
             return 0;
         case LWS_CALLBACK_HTTP_WRITEABLE:
             if (s == NULL) return -1;
-            return write_response(s);
+            return write_response(g, s);
         case LWS_CALLBACK_CLOSED_HTTP:
             session_close(g, s);
             return 0;
