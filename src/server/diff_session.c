@@ -318,6 +318,12 @@ static void parse_chart(const json_t *j, diff_message *m) {
 }
 
 void diff_parse(const char *text, size_t len, diff_message *m) {
+    /* a peek follows every rtn_data: the one message worth recognising without a parse */
+    static const char peek[] = "{\"aid\":\"peek_message\"}";
+    if (len == sizeof peek - 1 && memcmp(text, peek, len) == 0) {
+        m->aid = DIFF_AID_PEEK;
+        return;
+    }
     memset(m, 0, sizeof *m);
     json_error_t err;
     json_t *j = json_loadb(text, len, 0, &err);
