@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct persistence {
@@ -31,6 +33,9 @@ struct persistence {
     unsigned char *pending;
     size_t pending_len;
     uint64_t pending_seq;
+    /* or a child process encoding it (periodic snapshots): the writer reads its pipe */
+    pid_t pending_child;
+    int pending_fd;
     bool busy;
     _Atomic uint64_t written_seq; /* the newest snapshot on disk */
     uint64_t pruned_seq;
@@ -121,22 +126,31 @@ static int64_t monotonic_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+static int collect_child(pid_t child, int fd, unsigned char **out, size_t *outlen, char *err,
+                         size_t errlen);
+
 static void *snapshot_writer(void *arg) {
     persistence *p = arg;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && p->pending == NULL)
+        while (!p->stop && p->pending == NULL && p->pending_child == 0)
             pthread_cond_wait(&p->cv, &p->mu);
-        if (p->pending == NULL && p->stop) break;
+        if (p->pending == NULL && p->pending_child == 0 && p->stop) break;
         unsigned char *buf = p->pending;
         size_t len = p->pending_len;
         uint64_t seq = p->pending_seq;
+        pid_t child = p->pending_child;
+        int fd = p->pending_fd;
         p->pending = NULL;
+        p->pending_child = 0;
         pthread_mutex_unlock(&p->mu);
 
-        /* a snapshot may only stand on a durable journal: in async mode the journal can lag */
         char err[512] = "";
-        int rc = journal_wait_durable(p->j, seq, -1);
+        int rc = JOURNAL_OK;
+        if (child > 0 && collect_child(child, fd, &buf, &len, err, sizeof err) != 0)
+            rc = JOURNAL_EFAILED;
+        /* a snapshot may only stand on a durable journal: in async mode the journal can lag */
+        if (rc == JOURNAL_OK) rc = journal_wait_durable(p->j, seq, -1);
         if (rc == JOURNAL_OK) rc = snapshot_write(p->dir, seq, buf, len, err, sizeof err);
         free(buf);
 
@@ -151,6 +165,85 @@ static void *snapshot_writer(void *arg) {
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
+}
+
+/* Reads a snapshot a child process encoded into the pipe fd, then reaps the child. */
+static int collect_child(pid_t child, int fd, unsigned char **out, size_t *outlen, char *err,
+                         size_t errlen) {
+    size_t cap = 1 << 20, len = 0;
+    unsigned char *buf = malloc(cap);
+    int rc = buf ? 0 : -1;
+    while (rc == 0) {
+        if (len == cap) {
+            unsigned char *grown = realloc(buf, cap * 2);
+            if (grown == NULL) {
+                rc = -1;
+                break;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) rc = -1;
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    close(fd);
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (rc == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) rc = -1;
+    if (rc != 0) {
+        snprintf(err, errlen, "the snapshot process failed (status %d)", status);
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *outlen = len;
+    return 0;
+}
+
+/* A child process, a copy-on-write image of the engine at this instant, encodes the snapshot
+ * and writes it to a pipe, so the engine thread pays a fork (tens of milliseconds for gigabytes)
+ * instead of the encoding (seconds). The writer thread reads the pipe and writes the file. */
+static bool snapshot_begin_forked(persistence *p, const engine *e) {
+    pthread_mutex_lock(&p->mu);
+    bool busy = p->busy;
+    pthread_mutex_unlock(&p->mu);
+    if (busy) return false;
+    int fds[2];
+    if (pipe(fds) != 0) return false;
+    pid_t child = fork();
+    if (child < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return false;
+    }
+    if (child == 0) { /* only this thread exists here: no locks, no stdio, _exit */
+        close(fds[0]);
+        unsigned char *buf;
+        size_t len;
+        if (engine_snapshot_save(e, &buf, &len) != 0) _exit(2);
+        for (size_t off = 0; off < len;) {
+            ssize_t n = write(fds[1], buf + off, len - off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) _exit(3);
+            off += (size_t)n;
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    pthread_mutex_lock(&p->mu);
+    p->pending_child = child;
+    p->pending_fd = fds[0];
+    p->pending_seq = p->last_seq;
+    p->busy = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    p->commands_since_snapshot = 0;
+    p->last_snapshot_ns = monotonic_ns();
+    return true;
 }
 
 /* Hands the engine's current state to the writer; false when one is still being written. */
@@ -193,7 +286,7 @@ void persistence_tick(persistence *p, const engine *e, int64_t now_ns) {
     bool by_time =
         p->opt.snapshot_every_secs &&
         monotonic_ns() - p->last_snapshot_ns >= (int64_t)p->opt.snapshot_every_secs * 1000000000LL;
-    if (by_count || by_time) snapshot_begin(p, e);
+    if ((by_count || by_time) && !snapshot_begin_forked(p, e)) snapshot_begin(p, e);
 }
 
 int persistence_snapshot(persistence *p, const engine *e, char *err, size_t errlen) {
