@@ -1,5 +1,6 @@
 /* The history feed (see history_feed.h): a replica engine on its own thread, fed by journaled
  * commands, whose events become history records. */
+#define _GNU_SOURCE /* SCHED_IDLE */
 #include "server/history_feed.h"
 
 #include "server/spsc.h"
@@ -7,16 +8,30 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FEED_RING_DEFAULT 16384
 #define DURABLE_WAIT_STOP_NS (5 * 1000000000LL) /* at stop: how long to wait for the journal */
 #define RETENTION_EVERY_NS (3600 * 1000000000LL)
+/* The feed and the SQLite writer run at a lower priority than the engine thread: when the cores
+ * are all busy the engine keeps trading at full speed and the history catches up in the pauses
+ * (the journal holds whatever the ring could not). */
+#define HISTORY_NICE 10
+
+/* An account settled by the command being applied. */
+typedef struct settled_account {
+    uint32_t slot;
+    account_settlement st;
+} settled_account;
 
 typedef struct feed_item {
     uint64_t seq;
@@ -48,6 +63,8 @@ struct history_feed {
     int64_t next_retention_ns;
     bool gap_warned;
     int64_t next_gap_retry_ns;
+    settled_account *settled;
+    size_t n_settled, cap_settled;
 
     /* shared */
     _Atomic uint64_t dropped;       /* pushes refused by a full ring (engine thread) */
@@ -176,8 +193,18 @@ static void on_event(void *ctx, const engine_event *ev) {
             break;
         }
         case EV_ACCOUNT_SETTLED: {
-            const account_settlement *st = ev->settlement;
-            put_account(f, st->account, f->cur_ts_ns, st->date, "settlement", st);
+            /* taken once the command is done: the account is re-margined after this event */
+            if (f->n_settled == f->cap_settled) {
+                size_t cap = f->cap_settled ? f->cap_settled * 2 : 64;
+                settled_account *p = realloc(f->settled, cap * sizeof *p);
+                if (p == NULL) break;
+                f->settled = p;
+                f->cap_settled = cap;
+            }
+            settled_account *sa = &f->settled[f->n_settled++];
+            sa->slot = (uint32_t)(ev->settlement->account - engine_account_at(e, 0));
+            sa->st = *ev->settlement;
+            sa->st.account = NULL;
             break;
         }
         case EV_SETTLEMENT: {
@@ -281,7 +308,14 @@ static void apply(history_feed *f, uint64_t seq, const command *cmd) {
     f->cur_seq = seq;
     f->cur_ts_ns = cmd->ts_ns;
     engine_result res;
+    f->n_settled = 0;
     engine_apply(f->replica, cmd, &res); /* a rejection is replayed as the same rejection */
+    for (size_t i = 0; i < f->n_settled; i++) {
+        const settled_account *sa = &f->settled[i];
+        put_account(f, engine_account_at(f->replica, sa->slot), f->cur_ts_ns, sa->st.date,
+                    "settlement", &sa->st);
+    }
+    f->n_settled = 0;
     interval_snapshots(f, cmd->ts_ns);
     if (seq > f->skip_upto)
         while (history_submit_mark(f->h, seq) == HISTORY_EFULL)
@@ -427,8 +461,38 @@ static void maintenance(history_feed *f) {
     if (n > 0) history_checkpoint(f->h, HISTORY_VACUUM_INCREMENTAL);
 }
 
+static void lower_priority(void) {
+    /* Linux: SCHED_IDLE runs the thread only on a core nothing else wants; the policy and the
+     * nice value belong to the thread, and threads it creates inherit them */
+    const char *mode = getenv("QAEX_HISTORY_SCHED");
+    if (mode == NULL || strcmp(mode, "nice") != 0) {
+        struct sched_param sp = {0};
+        if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) == 0) return;
+    }
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), HISTORY_NICE) != 0) {
+        /* not fatal: the history then competes with the engine as an equal */
+    }
+}
+
+typedef struct open_call {
+    const char *path;
+    const history_options *opts;
+    char *err;
+    size_t errlen;
+    history_store *h;
+} open_call;
+
+/* history_open on a thread of lower priority, so the writer thread it starts inherits it. */
+static void *open_store(void *arg) {
+    open_call *c = arg;
+    lower_priority();
+    c->h = history_open(c->path, c->opts, c->err, c->errlen);
+    return NULL;
+}
+
 static void *feed_main(void *arg) {
     history_feed *f = arg;
+    lower_priority();
     bootstrap(f);
     if (f->replica == NULL) return NULL;
     feed_item *it = malloc(sizeof *it);
@@ -439,7 +503,13 @@ static void *feed_main(void *arg) {
         if (spsc_pop(&f->ring, it)) {
             idle = 0;
             if (it->seq <= f->applied) continue; /* caught up from the journal already */
-            if (it->seq != f->applied + 1 && !catch_up(f, it->seq - 1)) continue;
+            if (it->seq != f->applied + 1) {
+                /* commands the ring dropped: read everything durable back from the journal in
+                 * one pass (a replay scans from the start of a segment: one per gap would cost
+                 * quadratic time while the ring keeps overflowing) */
+                if (!wait_durable(f, it->seq - 1)) break;
+                if (!catch_up(f, persistence_durable_seq(f->p))) continue;
+            }
             if (it->seq != f->applied + 1) continue;
             if (!wait_durable(f, it->seq)) break;
             apply(f, it->seq, &it->cmd);
@@ -499,7 +569,13 @@ history_feed *history_feed_start(const history_feed_options *o, char *err, size_
         free(f);
         return NULL;
     }
-    f->h = history_open(f->db_path, o->store_opts, err, errlen);
+    open_call oc = {f->db_path, o->store_opts, err, errlen, NULL};
+    pthread_t opener;
+    if (pthread_create(&opener, NULL, open_store, &oc) == 0)
+        pthread_join(opener, NULL);
+    else
+        open_store(&oc);
+    f->h = oc.h;
     if (f->h == NULL) {
         spsc_free(&f->ring);
         pthread_mutex_destroy(&f->msg_mu);
@@ -532,6 +608,7 @@ void history_feed_stop(history_feed *f) {
         fprintf(stderr, "qaexchange-server: warning: history: %zu records not committed at close\n",
                 lost);
     engine_destroy(f->replica);
+    free(f->settled);
     spsc_free(&f->ring);
     pthread_mutex_destroy(&f->msg_mu);
     free(f);

@@ -164,7 +164,9 @@ static int64_t china_midnight_ms(const char *date, int add_days) {
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
     tm.tm_mday += add_days;
-    return ((int64_t)timegm(&tm) - 8 * 3600) * 1000;
+    int64_t ms = ((int64_t)timegm(&tm) - 8 * 3600) * 1000;
+    /* trades carry epoch nanoseconds: nothing lies past 2262 */
+    return ms >= INT64_MAX / 1000000 ? INT64_MAX / 1000000 - 1 : ms < 1 ? 1 : ms;
 }
 
 static bool valid_day(const char *s) {
