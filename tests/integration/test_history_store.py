@@ -444,6 +444,8 @@ class Load:
                 conn.getresponse().read()
         except (OSError, http.client.HTTPException):
             return  # killed under us
+        finally:
+            conn.close()
 
     def join(self):
         self.stop.set()
