@@ -13,7 +13,7 @@ bool server_metrics_init(server_metrics *m, char *err, size_t errlen) {
     }
     metrics_registry *r = m->reg;
     m->commands = metrics_counter_register(r, "qaex_commands_total",
-                                           "State-changing commands applied by the engine", NULL);
+                                           "State-changing commands applied by the engine (not counting its own clock)", NULL);
     m->orders_accepted =
         metrics_counter_register(r, "qaex_orders_total", "Orders submitted, by outcome",
                                  (const char *const[]){"result", "accepted", NULL});
