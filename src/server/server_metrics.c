@@ -12,8 +12,9 @@ bool server_metrics_init(server_metrics *m, char *err, size_t errlen) {
         return false;
     }
     metrics_registry *r = m->reg;
-    m->commands = metrics_counter_register(r, "qaex_commands_total",
-                                           "State-changing commands applied by the engine (not counting its own clock)", NULL);
+    m->commands = metrics_counter_register(
+        r, "qaex_commands_total",
+        "State-changing commands applied by the engine (not counting its own clock)", NULL);
     m->orders_accepted =
         metrics_counter_register(r, "qaex_orders_total", "Orders submitted, by outcome",
                                  (const char *const[]){"result", "accepted", NULL});

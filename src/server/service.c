@@ -811,8 +811,10 @@ static void handle_query(service *s, const request *rq) {
             if (rq->extra) { /* the history store's stats, gathered on the query thread */
                 json_t *h = json_loads(rq->extra, 0, NULL);
                 free(rq->extra);
-                if (st) json_object_set_new(st, "history", h ? h : json_null());
-                else json_decref(h);
+                if (st)
+                    json_object_set_new(st, "history", h ? h : json_null());
+                else
+                    json_decref(h);
             }
             http_ok(s, rq, st);
             break;
