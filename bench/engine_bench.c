@@ -18,6 +18,7 @@
  * where there is no TSC. Allocations are counted by malloc/calloc/realloc interposers of this
  * file (dlsym(RTLD_NEXT)); they are off under sanitizers, which interpose malloc themselves. */
 #define _GNU_SOURCE
+#include "bench_clock.h"
 #include "engine/engine.h"
 
 #include <dlfcn.h>
@@ -30,11 +31,6 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <x86intrin.h>
-#define HAVE_TSC 1
-#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1
@@ -123,43 +119,7 @@ void free(void *p) {
 }
 #endif
 
-/* ---- clocks ---- */
-
-static double ns_per_tick = 1.0;
-
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static inline uint64_t ticks(void) {
-#ifdef HAVE_TSC
-    _mm_lfence();
-    uint64_t t = __rdtsc();
-    _mm_lfence();
-    return t;
-#else
-    return (uint64_t)mono_ns();
-#endif
-}
-
-static void calibrate(void) {
-#ifdef HAVE_TSC
-    int64_t n0 = mono_ns();
-    uint64_t t0 = ticks();
-    while (mono_ns() - n0 < 200000000LL) {
-    }
-    int64_t n1 = mono_ns();
-    uint64_t t1 = ticks();
-    ns_per_tick = (double)(n1 - n0) / (double)(t1 - t0);
-#endif
-}
-
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
+/* ---- clocks: bench_clock.h ---- */
 
 /* Percentiles of samples in ticks, printed in ns; the array is sorted in place. */
 static void print_percentiles(const char *label, uint32_t *lat, size_t n) {
