@@ -319,6 +319,9 @@ void engine_order_exchange_id(const engine *e, const order *o, char *out, size_t
 uint64_t engine_state_hash(const engine *e);
 
 /* Snapshots: the whole state as bytes, and an engine rebuilt from them. */
+/* The same bytes written to fd through a stack buffer, allocating nothing: safe in a child
+ * forked from a threaded process (whose allocator locks another thread may have held). */
+int engine_snapshot_write_fd(const engine *e, int fd);
 int engine_snapshot_save(const engine *e, unsigned char **out, size_t *outlen);
 engine *engine_snapshot_load(const unsigned char *data, size_t len, char *err, size_t errlen);
 

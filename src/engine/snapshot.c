@@ -5,9 +5,11 @@
  * same digest as the one that wrote it. */
 #include "engine/engine_internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- a visitor that either hashes or writes ---- */
 
@@ -17,10 +19,37 @@ typedef struct sink {
     size_t len, cap;
     bool writing;
     bool failed;
+    /* streaming to a descriptor through a fixed buffer, with no allocation: fd >= 0 */
+    int fd;
+    unsigned char *chunk;
+    size_t chunk_len, chunk_cap;
+    uint64_t digest; /* FNV-1a of what was streamed, while digesting */
+    bool digesting;
 } sink;
+
+static void stream_flush(sink *s) {
+    for (size_t off = 0; off < s->chunk_len && !s->failed;) {
+        ssize_t n = write(s->fd, s->chunk + off, s->chunk_len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) s->failed = true;
+        if (n > 0) off += (size_t)n;
+    }
+    s->chunk_len = 0;
+}
 
 static void put_bytes(sink *s, const void *p, size_t n) {
     const unsigned char *b = p;
+    if (s->fd >= 0) {
+        for (size_t i = 0; i < n && !s->failed; i++) {
+            if (s->digesting) {
+                s->digest ^= b[i];
+                s->digest *= 0x100000001b3ULL;
+            }
+            if (s->chunk_len == s->chunk_cap) stream_flush(s);
+            s->chunk[s->chunk_len++] = b[i];
+        }
+        return;
+    }
     if (!s->writing) {
         for (size_t i = 0; i < n; i++) {
             s->hash ^= b[i];
@@ -347,7 +376,7 @@ static void walk(sink *s, const engine *e, bool with_books) {
 }
 
 uint64_t engine_state_hash(const engine *e) {
-    sink s = {.hash = 0xcbf29ce484222325ULL};
+    sink s = {.hash = 0xcbf29ce484222325ULL, .fd = -1};
     walk(&s, e, true);
     return s.hash;
 }
@@ -361,8 +390,26 @@ static uint64_t fnv1a(const unsigned char *p, size_t n) {
     return h;
 }
 
+int engine_snapshot_write_fd(const engine *e, int fd) {
+    if (fd < 0) return -1;
+    unsigned char chunk[1 << 16];
+    sink s = {.writing = true,
+              .fd = fd,
+              .chunk = chunk,
+              .chunk_cap = sizeof chunk,
+              .digest = 0xcbf29ce484222325ULL,
+              .digesting = true};
+    put_u64(&s, SNAPSHOT_MAGIC);
+    put_u64(&s, SNAPSHOT_VERSION);
+    walk(&s, e, false);
+    s.digesting = false; /* the digest covers everything before it, not itself */
+    put_u64(&s, s.digest);
+    stream_flush(&s);
+    return s.failed ? -1 : 0;
+}
+
 int engine_snapshot_save(const engine *e, unsigned char **out, size_t *outlen) {
-    sink s = {.writing = true};
+    sink s = {.writing = true, .fd = -1};
     put_u64(&s, SNAPSHOT_MAGIC);
     put_u64(&s, SNAPSHOT_VERSION);
     /* books are rebuilt from the live orders on load: they are not written */

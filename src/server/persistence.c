@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 struct persistence {
@@ -220,18 +220,9 @@ static bool snapshot_begin_forked(persistence *p, const engine *e) {
         close(fds[1]);
         return false;
     }
-    if (child == 0) { /* only this thread exists here: no locks, no stdio, _exit */
+    if (child == 0) { /* only this thread exists here: no malloc, no locks, no stdio, _exit */
         close(fds[0]);
-        unsigned char *buf;
-        size_t len;
-        if (engine_snapshot_save(e, &buf, &len) != 0) _exit(2);
-        for (size_t off = 0; off < len;) {
-            ssize_t n = write(fds[1], buf + off, len - off);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) _exit(3);
-            off += (size_t)n;
-        }
-        _exit(0);
+        _exit(engine_snapshot_write_fd(e, fds[1]) == 0 ? 0 : 2);
     }
     close(fds[1]);
     pthread_mutex_lock(&p->mu);
