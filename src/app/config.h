@@ -115,9 +115,9 @@ typedef struct server_config {
     uint32_t commit_buffer_size;         /* buffer_size, 10000 */
 
     /* the history store (data_dir/history.db), with storage on */
-    bool history_enabled;                    /* true */
-    uint32_t history_retention_days;         /* 0: keep everything */
-    uint32_t history_account_snapshot_secs;  /* 0: at settlements only */
+    bool history_enabled;                   /* true */
+    uint32_t history_retention_days;        /* 0: keep everything */
+    uint32_t history_account_snapshot_secs; /* 0: at settlements only */
 
     /* auth */
     char admin_username[64];  /* "admin" */

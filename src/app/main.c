@@ -4,8 +4,8 @@
 #include "server/auth.h"
 #include "server/gateway.h"
 #include "server/history_feed.h"
-#include "server/query_worker.h"
 #include "server/persistence.h"
+#include "server/query_worker.h"
 #include "server/service.h"
 
 #include <errno.h>

@@ -34,8 +34,8 @@ typedef struct engine_config {
      * and the history store. Live orders are always kept. */
     uint32_t finished_orders_per_account;
     uint32_t trades_per_account;
-    uint32_t kline_history; /* finished bars kept per instrument and period */
-    uint32_t recent_trades; /* matches kept per instrument for recent-trades */
+    uint32_t kline_history;          /* finished bars kept per instrument and period */
+    uint32_t recent_trades;          /* matches kept per instrument for recent-trades */
     char trading_day[QAEX_DATE_LEN]; /* the first trading day, YYYY-MM-DD */
 } engine_config;
 

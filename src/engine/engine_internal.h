@@ -100,8 +100,8 @@ int engine_log_transfer(engine *e, const transfer_record *t);
 /* The bars an instrument has open may end earlier than the engine's next close. */
 void engine_note_bars(engine *e, const instrument *ins);
 /* Folds a match into the instrument's K-lines and recent trades (after its day statistics). */
-void engine_record_market_trade(engine *e, instrument *ins, const market_trade *mt,
-                                double amount, int64_t oi_before);
+void engine_record_market_trade(engine *e, instrument *ins, const market_trade *mt, double amount,
+                                int64_t oi_before);
 /* Closes the bars that ended by the command clock. */
 void engine_close_due_bars(engine *e);
 

@@ -669,7 +669,8 @@ static void route_query(gateway *g, session *s, const char *what, json_t *body) 
         const json_t *sql = json_object_get(body, "sql");
         if (sql == NULL) sql = json_object_get(body, "query");
         if (!json_is_string(sql)) {
-            respond_error(s, 400, HISTORY_QERR_INVALID, "sql must be a string: {\"sql\": \"SELECT ...\"}");
+            respond_error(s, 400, HISTORY_QERR_INVALID,
+                          "sql must be a string: {\"sql\": \"SELECT ...\"}");
             return;
         }
         j = query_job_new(QUERY_SQL);
@@ -694,8 +695,7 @@ static void route_query(gateway *g, session *s, const char *what, json_t *body) 
         }
         char granularity[16] = "1m";
         if (json_is_integer(gran))
-            snprintf(granularity, sizeof granularity, "%llds",
-                     (long long)json_integer_value(gran));
+            snprintf(granularity, sizeof granularity, "%llds", (long long)json_integer_value(gran));
         else if (json_is_string(gran) && json_string_length(gran) < sizeof granularity)
             snprintf(granularity, sizeof granularity, "%s", json_string_value(gran));
         else if (gran && !json_is_null(gran)) {
@@ -972,8 +972,8 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
                               interval);
                 return;
             }
-            j->per_day = interval[0] == '\0' || strcmp(interval, "day") == 0 ||
-                         strcmp(interval, "1d") == 0;
+            j->per_day =
+                interval[0] == '\0' || strcmp(interval, "day") == 0 || strcmp(interval, "1d") == 0;
             query_for_account(g, s, j, seg[2], "");
             return;
         } else if (n == 3)
@@ -993,8 +993,7 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
                 return;
             }
             rq.route = ROUTE_ORDER_TRADES, copy_id(rq.key, sizeof rq.key, seg[3]);
-        }
-        else if (n == 3) {
+        } else if (n == 3) {
             rq.route = ROUTE_ORDER_GET;
             copy_id(rq.key2, sizeof rq.key2, seg[2]);
             query_str(s, "account_id=", rq.key, sizeof rq.key);
@@ -1245,9 +1244,8 @@ static void route_admin(gateway *g, session *s, char **seg, int n) {
                    : strcmp(what, "report") == 0   ? ROUTE_MON_REPORT
                                                    : ROUTE_NONE;
         if (rq.route == ROUTE_NONE || (!get && rq.route != ROUTE_MON_REPORT)) goto not_found;
-        query_job *j = rq.route == ROUTE_MON_STORAGE && g->cfg.queries
-                           ? query_job_new(QUERY_STATS)
-                           : NULL;
+        query_job *j =
+            rq.route == ROUTE_MON_STORAGE && g->cfg.queries ? query_job_new(QUERY_STATS) : NULL;
         if (j) { /* the history's stats are gathered on the query thread first */
             j->purpose = PURPOSE_STORAGE_STATS;
             query_submit(g, s, j);
@@ -1370,8 +1368,7 @@ static void route_http(gateway *g, session *s) {
     /* a token is read whenever one comes; without open mode every route but the public ones
      * needs it, and the operator's routes need the admin role */
     if (!http_authenticate(g, s, !g->cfg.open_mode && !is_public_route(s->method, seg, n))) return;
-    if (!g->cfg.open_mode && (is_admin_route(seg, n) || is_query_route(seg, n)) &&
-        !s->auth_admin) {
+    if (!g->cfg.open_mode && (is_admin_route(seg, n) || is_query_route(seg, n)) && !s->auth_admin) {
         respond_error(s, 403, CODEC_ERR_FORBIDDEN, "%s needs the admin role", s->path);
         return;
     }
@@ -1931,7 +1928,8 @@ static void diff_login(gateway *g, session *s, const diff_message *m) {
     /* user_name is a username (its first account trades) or an account (its owner's password) */
     diff_logout(g, s);
     if (strlen(m->password) > AUTH_PASSWORD_MAX) {
-        diff_notify_error(s, ERR_AUTH_FAILED, "login failed: the password is longer than 128 bytes");
+        diff_notify_error(s, ERR_AUTH_FAILED,
+                          "login failed: the password is longer than 128 bytes");
         return;
     }
     copy_id(d->user_key, sizeof d->user_key, m->user_name);

@@ -77,8 +77,7 @@ void persistence_set_prune_guard(persistence *p, persistence_prune_guard fn, voi
 /* Loads the newest valid snapshot of DIR whose sequence is at most max_seq into a malloc'd
  * buffer (*bytes, free it): 1 when loaded, 0 when there is none, -1 on error (err). */
 int persistence_snapshot_load_at_most(const char *dir, uint64_t max_seq, uint64_t *seq,
-                                      unsigned char **bytes, size_t *len, char *err,
-                                      size_t errlen);
+                                      unsigned char **bytes, size_t *len, char *err, size_t errlen);
 
 /* The byte form of a command in the journal (exposed for the tools and tests). */
 size_t command_encode(const command *cmd, unsigned char *out, size_t cap);
