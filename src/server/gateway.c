@@ -5,6 +5,7 @@
 #include "server/auth.h"
 #include "server/diff_session.h"
 #include "server/kdf_worker.h"
+#include "server/notify.h"
 
 #include <jansson.h>
 #include <libwebsockets.h>
@@ -92,6 +93,9 @@ typedef struct session {
     size_t rx_len, rx_cap;
     outq_item *out_head, *out_tail;
     size_t backlog, droppable_backlog;
+    /* notifications (a `type` session once authenticated); listed: in g->notes_pending */
+    notify_session *notes;
+    bool notes_listed;
 } session;
 
 /* Sessions interested in a topic (an account id or an instrument id). */
@@ -131,6 +135,14 @@ struct gateway {
     lws_retry_bo_t retry;
     int http_port;
     bool closing; /* gateway_destroy: the service may be gone, sessions are only released */
+    /* notifications (seed 004): the broker, sessions with messages queued in it, the timer
+     * that flushes batches when they fall due, and how many sessions want each channel */
+    notify_broker *notes;
+    uint64_t *notes_pending;
+    uint32_t n_notes_pending, cap_notes_pending;
+    lws_sorted_usec_list_t notes_timer;
+    int notes_wanted[NOTIFY_CHANNEL_COUNT];
+    int64_t notes_epoch_ms; /* message ids are "<start ms>-<n>": unique across restarts */
 };
 
 /* ---- time and ids ---- */
@@ -378,6 +390,226 @@ static void topic_remove(gateway *g, const char *name, uint64_t conn_id) {
         }
 }
 
+static void ws_send_error(session *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- notifications (seed 004): broker sessions of `type` WebSocket sessions ---- */
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A session with no filter receives every channel (the seed's zero-configuration rule). */
+static uint32_t notes_effective(const session *s) {
+    uint32_t m = notify_session_channels(s->notes);
+    return m ? m : NOTIFY_CHANNELS_ALL;
+}
+
+/* The engine thread only produces the channels some session wants. */
+static void notes_count(gateway *g, uint32_t mask, int delta) {
+    uint32_t wanted = 0;
+    for (int c = 0; c < NOTIFY_CHANNEL_COUNT; c++) {
+        if (mask & NOTIFY_CHANNEL_BIT(c)) g->notes_wanted[c] += delta;
+        if (g->notes_wanted[c] > 0) wanted |= NOTIFY_CHANNEL_BIT(c);
+    }
+    if (!g->closing) service_set_notify_channels(g->svc, wanted);
+}
+
+static void notes_join(gateway *g, session *s) {
+    if (s->notes || g->notes == NULL) return;
+    s->notes = notify_session_new(g->notes);
+    if (s->notes) notes_count(g, notes_effective(s), +1);
+}
+
+static void notes_leave(gateway *g, session *s) {
+    if (s->notes == NULL) return;
+    notes_count(g, notes_effective(s), -1);
+    notify_session_free(s->notes);
+    s->notes = NULL;
+    /* a listed conn_id left in notes_pending finds no session and is dropped at the flush */
+}
+
+/* {"action":"subscribe"|"unsubscribe","channels":[…]} and {"action":"get_subscriptions"}
+ * (seed lines 4623–4645). Subscribe and unsubscribe answer nothing, as in the seed, unless a
+ * channel is unknown: that is refused with 9003 and changes nothing. */
+static void notes_action(gateway *g, session *s, const json_t *m) {
+    const char *action = json_string_value(json_object_get(m, "action"));
+    if (action == NULL) {
+        ws_send_error(s, ERR_BAD_MESSAGE, "\"action\" must be a string");
+        return;
+    }
+    if (!s->authenticated || s->notes == NULL) {
+        ws_send_error(s, ERR_NOT_AUTHENTICATED,
+                      "not authenticated: send {\"type\":\"auth\"} before managing notifications");
+        return;
+    }
+    if (strcmp(action, "get_subscriptions") == 0) {
+        json_t *list = json_array();
+        uint32_t mask = notify_session_channels(s->notes);
+        for (int c = 0; list && c < NOTIFY_CHANNEL_COUNT; c++)
+            if (mask & NOTIFY_CHANNEL_BIT(c))
+                json_array_append_new(list, json_string(notify_channel_name((notify_channel)c)));
+        session_send_json(s, json_pack("{s:s, s:o}", "action", "subscriptions_response", "channels",
+                                       list ? list : json_array()));
+        return;
+    }
+    bool subscribe = strcmp(action, "subscribe") == 0;
+    if (!subscribe && strcmp(action, "unsubscribe") != 0 &&
+        strcmp(action, "unsubscribe_all") != 0) {
+        ws_send_error(s, ERR_BAD_MESSAGE,
+                      "unknown action %s (subscribe, unsubscribe, unsubscribe_all, "
+                      "get_subscriptions)",
+                      action);
+        return;
+    }
+    uint32_t mask = 0;
+    if (strcmp(action, "unsubscribe_all") != 0) {
+        const json_t *channels = json_object_get(m, "channels");
+        if (!json_is_array(channels)) {
+            ws_send_error(s, ERR_BAD_MESSAGE, "\"channels\" must be an array of channel names");
+            return;
+        }
+        size_t i;
+        const json_t *v;
+        json_array_foreach(channels, i, v) {
+            int c = json_is_string(v) ? notify_channel_parse(json_string_value(v)) : -1;
+            if (c < 0) {
+                ws_send_error(s, ERR_BAD_MESSAGE,
+                              "unknown notification channel %s (trade, account, position, risk, "
+                              "system)",
+                              json_is_string(v) ? json_string_value(v) : "(not a string)");
+                return;
+            }
+            mask |= NOTIFY_CHANNEL_BIT(c);
+        }
+    }
+    notes_count(g, notes_effective(s), -1);
+    if (subscribe)
+        notify_session_subscribe(s->notes, mask);
+    else if (mask)
+        notify_session_unsubscribe(s->notes, mask);
+    else
+        notify_session_unsubscribe_all(s->notes);
+    notes_count(g, notes_effective(s), +1);
+}
+
+static const char *notes_source(notify_type t) {
+    switch (notify_type_channel(t)) {
+        case NOTIFY_CH_TRADE:
+            return "MatchingEngine";
+        case NOTIFY_CH_ACCOUNT:
+        case NOTIFY_CH_POSITION:
+            return "AccountSystem";
+        case NOTIFY_CH_RISK:
+            return "RiskControl";
+        default:
+            return "System";
+    }
+}
+
+static void notes_offer(gateway *g, session *s, notify_message *msg, int64_t now) {
+    if (s == NULL || s->notes == NULL) return;
+    notify_session_set_external_backlog(s->notes, s->backlog);
+    if (notify_publish(g->notes, s->notes, msg, now) != NOTIFY_QUEUED || s->notes_listed) return;
+    if (g->n_notes_pending == g->cap_notes_pending) {
+        uint32_t cap = g->cap_notes_pending ? g->cap_notes_pending * 2 : 64;
+        uint64_t *n = realloc(g->notes_pending, cap * sizeof *n);
+        if (n == NULL) return; /* it stays queued; the next notification lists it */
+        g->notes_pending = n;
+        g->cap_notes_pending = cap;
+    }
+    g->notes_pending[g->n_notes_pending++] = s->conn_id;
+    s->notes_listed = true;
+}
+
+/* One notification from the engine thread, to its account's sessions or to all of them. */
+static void notes_publish(gateway *g, const reply *r) {
+    if (g->notes == NULL) return;
+    char id[48];
+    snprintf(id, sizeof id, "%lld-%llu", (long long)g->notes_epoch_ms,
+             (unsigned long long)r->event_id);
+    notify_message_init init = {
+        .type = (notify_type)r->status,
+        .priority = -1,
+        .message_id = id,
+        .user_id = r->topic,
+        .source = notes_source((notify_type)r->status),
+        .timestamp = r->event_ns,
+        .payload_json = r->body,
+    };
+    notify_message *msg = notify_message_new(&init);
+    if (msg == NULL) return;
+    int64_t now = mono_ms();
+    if (r->topic[0] == '\0') {
+        for (uint32_t i = 0; i < g->n_conns; i++)
+            if (g->conns[i] && g->conns[i]->notes) notes_offer(g, g->conns[i], msg, now);
+    } else {
+        topic *t = topic_find(g, r->topic, false);
+        for (uint32_t i = 0; t && i < t->n; i++)
+            notes_offer(g, conn_find(g, t->conns[i]), msg, now);
+    }
+    notify_message_release(msg);
+}
+
+static void notes_timer_fired(lws_sorted_usec_list_t *sul);
+
+/* Moves what is due from the broker into the sessions' queues: each P0 as its own frame, the
+ * rest of a due batch as one {"type":"notifications"} frame. Sessions with messages still
+ * waiting stay listed, and the timer is set for the earliest. */
+static void notes_flush(gateway *g) {
+    if (g->n_notes_pending == 0) return;
+    int64_t now = mono_ms(), next = NOTIFY_NO_DEADLINE;
+    uint32_t kept = 0;
+    notify_message *out[128];
+    for (uint32_t i = 0; i < g->n_notes_pending; i++) {
+        session *s = conn_find(g, g->notes_pending[i]);
+        if (s == NULL || s->notes == NULL) continue;
+        size_t n;
+        while ((n = notify_ready(g->notes, s->notes, now, out, 128)) > 0) {
+            size_t first_batched = 0;
+            for (; first_batched < n && out[first_batched]->priority == 0; first_batched++) {
+                size_t len;
+                const char *json = notify_message_json(out[first_batched], &len);
+                shared_msg *m = msg_new(json, len);
+                if (m) session_send(s, m, false), msg_release(m);
+            }
+            if (first_batched < n) {
+                size_t len = notify_batch_len(out + first_batched, n - first_batched);
+                shared_msg *m = malloc(sizeof *m + LWS_PRE + len + 1);
+                if (m) {
+                    m->refs = 1;
+                    m->len = notify_format_batch(out + first_batched, n - first_batched,
+                                                 (char *)m->data + LWS_PRE, len + 1);
+                    if (m->len) session_send(s, m, false);
+                    msg_release(m);
+                }
+            }
+            for (size_t k = 0; k < n; k++)
+                notify_message_release(out[k]);
+        }
+        int64_t due = notify_next_deadline(s->notes);
+        if (due == NOTIFY_NO_DEADLINE) {
+            s->notes_listed = false;
+            continue;
+        }
+        if (due < next) next = due;
+        g->notes_pending[kept++] = s->conn_id;
+    }
+    g->n_notes_pending = kept;
+    if (kept && !g->closing) {
+        int64_t wait_ms = next > now ? next - now : 1;
+        lws_sul_schedule(g->ctx, 0, &g->notes_timer, notes_timer_fired,
+                         (lws_usec_t)wait_ms * LWS_US_PER_MS);
+    }
+}
+
+static void notes_timer_fired(lws_sorted_usec_list_t *sul) {
+    gateway *g = lws_container_of(sul, gateway, notes_timer);
+    notes_flush(g);
+}
+
 static void diff_take_push(session *s, const reply *r, const json_t *patch);
 
 static void deliver_to_topic(gateway *g, const char *name, shared_msg *m, const reply *r,
@@ -428,6 +660,10 @@ static void deliver_push(gateway *g, const reply *r) {
         int64_t now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
         if (now > r->made_ns)
             metrics_histogram_observe_ns(g->cfg.metrics->ws_push, (uint64_t)(now - r->made_ns));
+    }
+    if (r->channel == CHANNEL_NOTIFY) {
+        notes_publish(g, r);
+        return;
     }
     if (r->channel & CHANNELS_DIFF) { /* parsed once, folded into each session's patch */
         json_t *patch = json_loadb(r->body, r->len, 0, NULL);
@@ -1403,6 +1639,7 @@ static void ws_authenticate(gateway *g, session *s, const char *account_id) {
     snprintf(s->account_id, sizeof s->account_id, "%s", account_id);
     s->authenticated = true;
     topic_add(g, s->account_id, s->conn_id);
+    notes_join(g, s);
 }
 
 static uint32_t channel_of(const char *name) {
@@ -2123,6 +2360,7 @@ static void ws_message(gateway *g, session *s, const char *text, size_t len) {
             topic_remove(g, s->account_id, s->conn_id);
             s->authenticated = false;
         }
+        notes_leave(g, s); /* DIFF has its own notify */
         s->is_diff = true;
         if (diff_begin(g, s) != 0) {
             lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
@@ -2135,7 +2373,9 @@ static void ws_message(gateway *g, session *s, const char *text, size_t len) {
     request rq;
     memset(&rq, 0, sizeof rq);
     codec_get_string(m, "request_id", rq.req_id, sizeof rq.req_id, false, msg, sizeof msg);
-    if (type == NULL) {
+    if (type == NULL && json_object_get(m, "action")) {
+        notes_action(g, s, m);
+    } else if (type == NULL) {
         ws_send_error(s, ERR_BAD_MESSAGE, "message has no \"type\"");
     } else if (strcmp(type, "ping") == 0) {
         session_send_text(s, "{\"type\":\"pong\"}");
@@ -2298,6 +2538,7 @@ static void session_close(gateway *g, session *s) {
     /* lws reports the close of a connection that never sent a request with no session */
     if (s == NULL || s->conn_id == 0) return;
     if (s->diff) diff_end(g, s);
+    notes_leave(g, s);
     if (s->is_ws) {
         if (s->authenticated) topic_remove(g, s->account_id, s->conn_id);
         for (int k = 0; k < s->n_subscriptions; k++)
@@ -2329,6 +2570,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
         case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
             if (!g->closing) {
                 drain_replies(g);
+                notes_flush(g);
                 drain_kdf(g);
                 drain_queries(g);
             }
@@ -2535,12 +2777,17 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
             : auth_keys_generate(&g->keys) == AUTH_OK;
     g->throttle = keyed ? auth_throttle_new(&tc, err, sizeof err) : NULL;
     g->kdf = g->throttle ? kdf_worker_start(&cost, gateway_wake, g) : NULL;
-    if (g->kdf == NULL) {
+    g->notes = g->kdf ? notify_broker_new(NULL) : NULL;
+    if (g->notes == NULL) {
+        kdf_worker_stop(g->kdf);
         auth_throttle_free(g->throttle);
         idmap_free(&g->topic_index);
         free(g);
         return NULL;
     }
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    g->notes_epoch_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
     g->protocols[0] = (struct lws_protocols){
         .name = "qaexchange",
         .callback = callback,
@@ -2620,6 +2867,8 @@ void gateway_destroy(gateway *g) {
     g->closing = true;
     kdf_worker_stop(g->kdf);
     lws_context_destroy(g->ctx);
+    notify_broker_free(g->notes); /* after the sessions: they release their broker sessions */
+    free(g->notes_pending);
     auth_throttle_free(g->throttle);
     auth_keys_wipe(&g->keys);
     for (uint32_t i = 0; i < g->n_topics; i++)

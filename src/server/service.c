@@ -5,6 +5,7 @@
 #include "proto/diff_codec.h"
 #include "proto/market_codec.h"
 #include "proto/merge_patch.h"
+#include "server/notify_feed.h"
 #include "server/spsc.h"
 
 #include <dirent.h>
@@ -42,6 +43,12 @@ struct service {
     json_t *diff_accounts;
     json_t *diff_quotes_sent; /* per instrument, the quote DIFF sessions were last sent */
     uint64_t notify_seq;
+    /* notifications of seed 004 for the channels some session wants */
+    notify_feed *notes;
+    atomic_uint notify_channels;
+    uint64_t note_seq;
+    bool prices_moved;       /* a trade since the last risk scan */
+    int64_t risk_scanned_ns; /* CLOCK_MONOTONIC of the last risk scan */
     /* the operator's actions: the newest in memory, all in the audit file */
     json_t *audit;
     FILE *audit_file;
@@ -125,29 +132,54 @@ static void ws_error(service *s, const request *rq, int code, const char *messag
     ws_send(s, rq, codec_ws_error(code, message));
 }
 
+/* A new push of the command being applied, cleared; NULL when out of memory. */
+static reply *pending_add(service *s) {
+    if (s->n_pending == s->cap_pending) {
+        size_t n = s->cap_pending ? s->cap_pending * 2 : 64;
+        reply *p = realloc(s->pending, n * sizeof *p);
+        if (p == NULL) return NULL;
+        s->pending = p;
+        s->cap_pending = n;
+    }
+    reply *r = &s->pending[s->n_pending++];
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
 static void queue_push(service *s, reply_kind kind, uint32_t channel, const char *topic,
                        json_t *msg) {
     if (msg == NULL) return;
     char *body = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(msg);
     if (body == NULL) return;
-    if (s->n_pending == s->cap_pending) {
-        size_t n = s->cap_pending ? s->cap_pending * 2 : 64;
-        reply *p = realloc(s->pending, n * sizeof *p);
-        if (p == NULL) {
-            free(body);
-            return;
-        }
-        s->pending = p;
-        s->cap_pending = n;
+    reply *r = pending_add(s);
+    if (r == NULL) {
+        free(body);
+        return;
     }
-    reply *r = &s->pending[s->n_pending++];
-    memset(r, 0, sizeof *r);
     r->kind = kind;
     r->channel = channel;
     snprintf(r->topic, sizeof r->topic, "%s", topic);
     r->body = body;
     r->len = strlen(body);
+}
+
+/* The notification feed's sink: one push per notification, after the command's response. */
+static void queue_note(void *ctx, notify_note *note) {
+    service *s = ctx;
+    reply *r = pending_add(s);
+    if (r == NULL) {
+        free(note->payload);
+        return;
+    }
+    r->kind = REPLY_PUSH_ACCOUNT;
+    r->channel = CHANNEL_NOTIFY;
+    r->status = (int)note->type;
+    snprintf(r->topic, sizeof r->topic, "%s", note->topic);
+    r->body = note->payload;
+    r->len = note->len;
+    r->event_ns = note->event_ns;
+    r->event_id = ++s->note_seq;
 }
 
 static void diff_flush(service *s);
@@ -289,8 +321,14 @@ static void on_event(void *ctx, const engine_event *ev) {
     service *s = ctx;
     if (ev->type == EV_TRADE && ev->trade->is_taker && s->metrics)
         metrics_counter_inc(s->metrics->trades);
+    if (ev->type == EV_TICK) s->prices_moved = true;
     if (atomic_load_explicit(&s->push_listeners, memory_order_relaxed) == 0) return;
     const engine *e = s->e;
+    uint32_t note_channels = atomic_load_explicit(&s->notify_channels, memory_order_relaxed);
+    if (note_channels) {
+        notify_feed_set_channels(s->notes, note_channels);
+        notify_feed_event(s->notes, e, ev, s->now_ns);
+    }
     bool market = atomic_load_explicit(&s->market_listeners, memory_order_relaxed) > 0;
     if (s->n_diff_watched > 0) {
         switch (ev->type) {
@@ -1142,6 +1180,11 @@ static void handle_command(service *s, const request *rq) {
     }
     const engine *e = s->e;
     bool ws = rq->route >= ROUTE_WS_AUTH;
+    if (rc != QAEX_OK && rc != ERR_STORAGE && rq->cmd.type == CMD_ORDER_INSERT &&
+        atomic_load_explicit(&s->notify_channels, memory_order_relaxed)) {
+        notify_feed_set_channels(s->notes, atomic_load(&s->notify_channels));
+        notify_feed_rejected(s->notes, &rq->cmd.u.order, rc, res.message, rq->cmd.ts_ns);
+    }
     if (rq->route == ROUTE_CLOCK) { /* nobody asked: only the pushes of closed bars go out */
         flush_pushes(s);
         return;
@@ -1240,6 +1283,23 @@ static void tick_clock(service *s) {
     flush_wake(s);
 }
 
+/* A price move changes the risk of every holder, not only of the accounts that traded: after
+ * trades, at most every 100 ms (and within the 200 ms idle wake-up), holders are checked for
+ * margin calls. Notifications are not state: nothing is journaled. */
+static void watch_risk(service *s) {
+    if (!s->prices_moved) return;
+    int64_t now = mono_ns();
+    if (now - s->risk_scanned_ns < 100000000) return;
+    s->prices_moved = false;
+    s->risk_scanned_ns = now;
+    uint32_t channels = atomic_load(&s->notify_channels);
+    if (!(channels & NOTIFY_CHANNEL_BIT(NOTIFY_CH_RISK))) return;
+    notify_feed_set_channels(s->notes, channels);
+    notify_feed_risk_scan(s->notes, s->e, wall_ns());
+    flush_pushes(s);
+    flush_wake(s);
+}
+
 static void *service_main(void *arg) {
     service *s = arg;
     request rq;
@@ -1257,6 +1317,7 @@ static void *service_main(void *arg) {
         if (w != 0) { /* timed out: no request, perhaps a bar to close */
             if (atomic_load(&s->stopping)) break;
             tick_clock(s);
+            watch_risk(s);
             if (s->p) persistence_tick(s->p, s->e, 0);
             continue;
         }
@@ -1266,6 +1327,7 @@ static void *service_main(void *arg) {
         }
         service_handle(s, &rq);
         tick_clock(s); /* a steady stream of queries must not hold bars open */
+        watch_risk(s);
         if (s->p) persistence_tick(s->p, s->e, 0);
         /* wake the I/O thread once the burst of work is done */
         if (spsc_size(&s->in) == 0) flush_wake(s);
@@ -1291,7 +1353,9 @@ service *service_create(engine *e, persistence *p, size_t queue_capacity, servic
         free(s);
         return NULL;
     }
-    if (sem_init(&s->in_items, 0, 0) != 0) {
+    s->notes = notify_feed_new(queue_note, s);
+    if (s->notes == NULL || sem_init(&s->in_items, 0, 0) != 0) {
+        notify_feed_free(s->notes);
         spsc_free(&s->in);
         spsc_free(&s->out);
         free(s);
@@ -1331,6 +1395,7 @@ void service_destroy(service *s) {
     json_decref(s->diff_accounts);
     json_decref(s->diff_quotes_sent);
     json_decref(s->audit);
+    notify_feed_free(s->notes);
     engine_set_event_sink(s->e, NULL, NULL);
     sem_destroy(&s->in_items);
     spsc_free(&s->in);
@@ -1358,6 +1423,10 @@ uint64_t service_durable_seq(const service *s) {
 
 void service_set_market_listeners(service *s, int n) {
     atomic_store(&s->market_listeners, n);
+}
+
+void service_set_notify_channels(service *s, uint32_t channel_mask) {
+    atomic_store(&s->notify_channels, channel_mask);
 }
 
 void service_set_metrics(service *s, const server_metrics *m) {

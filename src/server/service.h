@@ -134,6 +134,9 @@ typedef enum push_channel {
     CHANNEL_DIFF_TRADE = 1 << 8,
     CHANNEL_DIFF_QUOTE = 1 << 9,
     CHANNEL_DIFF_KLINE = 1 << 10,
+    /* a notification of seed 004 (status = its notify_type): to the account's sessions, or to
+     * every session when the topic is "" */
+    CHANNEL_NOTIFY = 1 << 11,
 } push_channel;
 
 #define CHANNELS_DIFF (CHANNEL_DIFF_TRADE | CHANNEL_DIFF_QUOTE | CHANNEL_DIFF_KLINE)
@@ -154,6 +157,9 @@ typedef struct reply {
      * so nobody sees a state that a crash could take back */
     uint64_t seq;
     int64_t made_ns; /* CLOCK_MONOTONIC when the engine thread made it (push latency) */
+    /* a notification: the time of the command that caused it, and its number in this run */
+    int64_t event_ns;
+    uint64_t event_id;
 } reply;
 
 typedef struct service service;
@@ -188,6 +194,10 @@ void service_set_market_listeners(service *s, int n);
 /* How many DIFF quote subscriptions and charts exist: no DIFF market patch is encoded while
  * they are zero. (Logged-in accounts are counted by ROUTE_DIFF_LOGIN/LOGOUT.) */
 void service_set_diff_listeners(service *s, int quotes, int charts);
+
+/* The notification channels (NOTIFY_CHANNEL_BIT set) some session wants: notifications of
+ * other channels are not produced. 0 (the default) produces none. */
+void service_set_notify_channels(service *s, uint32_t channel_mask);
 
 /* Counts commands, orders, trades and latencies into these series (NULL: none). */
 void service_set_metrics(service *s, const server_metrics *m);

@@ -1,0 +1,379 @@
+#include "server/notify_feed.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Risk bands reported by margin_call and risk_alert (the risk levels of types.h). */
+#define BAND_UNKNOWN 0xFF
+
+struct notify_feed {
+    notify_sink_fn sink;
+    void *ctx;
+    uint32_t channels;
+    uint8_t *risk_band; /* per account slot: the band last reported */
+    uint32_t cap_risk_band;
+    /* the order of the last EV_ORDER: the trade of a fill follows it at once */
+    uint64_t last_order_seq;
+    int64_t last_order_left;
+};
+
+/* ---- JSON text ---- */
+
+/* Payloads are short; one that does not fit is dropped rather than cut (a warning would have no
+ * reader on the engine thread). */
+typedef struct text {
+    char buf[1536];
+    size_t len;
+    bool overflow;
+} text;
+
+static void put_raw(text *t, const char *s, size_t n) {
+    if (t->overflow || t->len + n >= sizeof t->buf) {
+        t->overflow = true;
+        return;
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+}
+
+static void put_fmt(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put_fmt(text *t, const char *fmt, ...) {
+    if (t->overflow) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, sizeof t->buf - t->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof t->buf - t->len)
+        t->overflow = true;
+    else
+        t->len += (size_t)n;
+}
+
+/* `,"key":` (no comma before the first key). */
+static void put_key(text *t, const char *key) {
+    put_raw(t, t->len > 1 ? ",\"" : "\"", t->len > 1 ? 2 : 1);
+    put_raw(t, key, strlen(key));
+    put_raw(t, "\":", 2);
+}
+
+/* Ids come from clients: quotes, backslashes and control bytes are escaped. */
+static void key_str(text *t, const char *key, const char *s) {
+    put_key(t, key);
+    put_raw(t, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            char esc[2] = {'\\', (char)*p};
+            put_raw(t, esc, 2);
+        } else if (*p < 0x20) {
+            put_fmt(t, "\\u%04x", *p);
+        } else {
+            put_raw(t, (const char *)p, 1);
+        }
+    }
+    put_raw(t, "\"", 1);
+}
+
+static void key_real(text *t, const char *key, double v) {
+    put_key(t, key);
+    if (!isfinite(v))
+        put_raw(t, "null", 4);
+    else
+        put_fmt(t, "%.15g", v == 0 ? 0.0 : v); /* never "-0" */
+}
+
+static void key_int(text *t, const char *key, int64_t v) {
+    put_key(t, key);
+    put_fmt(t, "%lld", (long long)v);
+}
+
+static void emit(notify_feed *f, notify_type type, const char *topic, int64_t now_ns, text *t) {
+    put_raw(t, "}", 1);
+    if (t->overflow) return;
+    char *payload = malloc(t->len + 1);
+    if (payload == NULL) return;
+    memcpy(payload, t->buf, t->len);
+    payload[t->len] = '\0';
+    notify_note note = {
+        .type = type, .topic = topic, .event_ns = now_ns, .payload = payload, .len = t->len};
+    f->sink(f->ctx, &note);
+}
+
+static bool wanted(const notify_feed *f, notify_type type) {
+    return (f->channels & NOTIFY_CHANNEL_BIT(notify_type_channel(type))) != 0;
+}
+
+/* ---- the feed ---- */
+
+notify_feed *notify_feed_new(notify_sink_fn sink, void *ctx) {
+    notify_feed *f = calloc(1, sizeof *f);
+    if (f == NULL) return NULL;
+    f->sink = sink;
+    f->ctx = ctx;
+    f->last_order_seq = UINT64_MAX;
+    return f;
+}
+
+void notify_feed_free(notify_feed *f) {
+    if (f == NULL) return;
+    free(f->risk_band);
+    free(f);
+}
+
+void notify_feed_set_channels(notify_feed *f, uint32_t channel_mask) {
+    f->channels = channel_mask;
+}
+
+static void order_note(notify_feed *f, const engine *e, const order *o, int64_t now_ns) {
+    f->last_order_seq = o->seq;
+    f->last_order_left = o->volume_left;
+    static const notify_type by_status[] = {
+        [ORDER_SUBMITTED] = NOTIFY_ORDER_ACCEPTED,
+        [ORDER_PARTIALLY_FILLED] = NOTIFY_ORDER_PARTIALLY_FILLED,
+        [ORDER_FILLED] = NOTIFY_ORDER_FILLED,
+        [ORDER_CANCELLED] = NOTIFY_ORDER_CANCELED,
+        [ORDER_REJECTED] = NOTIFY_ORDER_REJECTED,
+    };
+    if ((unsigned)o->status >= sizeof by_status / sizeof by_status[0]) return;
+    notify_type type = by_status[o->status];
+    if (!wanted(f, type)) return;
+    const account *a = engine_account_of(e, o->account);
+    const instrument *ins = engine_instrument_of(e, o->instrument);
+    char exchange_id[QAEX_ID_LEN];
+    engine_order_exchange_id(e, o, exchange_id, sizeof exchange_id);
+    text t = {.len = 0};
+    put_raw(&t, "{", 1);
+    key_str(&t, "order_id", o->order_id);
+    key_str(&t, "exchange_order_id", exchange_id);
+    key_str(&t, "account_id", a->account_id);
+    key_str(&t, "instrument_id", ins->spec.instrument_id);
+    key_str(&t, "direction", direction_name(o->direction));
+    key_str(&t, "offset", offset_name(o->offset));
+    key_str(&t, "price_type", price_type_name(o->price_type));
+    key_real(&t, "limit_price", o->limit_price);
+    key_int(&t, "volume", o->volume_orign);
+    key_int(&t, "volume_left", o->volume_left);
+    key_int(&t, "volume_filled", o->volume_orign - o->volume_left);
+    key_str(&t, "status", order_status_name(o->status));
+    key_str(&t, "reason", o->last_msg);
+    key_int(&t, "timestamp", now_ns);
+    emit(f, type, a->account_id, now_ns, &t);
+}
+
+static void trade_note(notify_feed *f, const engine *e, const trade *tr, int64_t now_ns) {
+    if (!wanted(f, NOTIFY_TRADE_EXECUTED)) return;
+    const account *a = engine_account_of(e, tr->account);
+    const instrument *ins = engine_instrument_of(e, tr->instrument);
+    char trade_id[32], exchange_id[32];
+    order_format_seq('T', tr->seq, trade_id, sizeof trade_id);
+    order_format_seq('X', tr->exchange_seq, exchange_id, sizeof exchange_id);
+    bool full = tr->order_seq == f->last_order_seq && f->last_order_left == 0;
+    text t = {.len = 0};
+    put_raw(&t, "{", 1);
+    key_str(&t, "trade_id", trade_id);
+    key_str(&t, "order_id", tr->order_id);
+    key_str(&t, "exchange_order_id", exchange_id);
+    key_str(&t, "account_id", a->account_id);
+    key_str(&t, "instrument_id", ins->spec.instrument_id);
+    key_str(&t, "direction", direction_name(tr->direction));
+    key_str(&t, "offset", offset_name(tr->offset));
+    key_real(&t, "price", tr->price);
+    key_real(&t, "volume", (double)tr->volume);
+    key_real(&t, "commission", tr->commission);
+    key_real(&t, "close_profit", tr->close_profit);
+    key_str(&t, "fill_type", full ? "FULL" : "PARTIAL");
+    key_int(&t, "timestamp", tr->trade_ns);
+    emit(f, NOTIFY_TRADE_EXECUTED, a->account_id, now_ns, &t);
+}
+
+static void position_note(notify_feed *f, const engine *e, const position *p, int64_t now_ns) {
+    if (!wanted(f, NOTIFY_POSITION_UPDATE)) return;
+    const account *a = engine_account_of(e, p->account);
+    const instrument *ins = engine_instrument_of(e, p->instrument);
+    position_view v;
+    engine_position_view(e, p, &v);
+    text t = {.len = 0};
+    put_raw(&t, "{", 1);
+    key_str(&t, "account_id", a->account_id);
+    key_str(&t, "instrument_id", ins->spec.instrument_id);
+    key_int(&t, "volume_long", v.volume_long);
+    key_int(&t, "volume_short", v.volume_short);
+    key_real(&t, "open_price_long", v.open_price_long);
+    key_real(&t, "open_price_short", v.open_price_short);
+    key_real(&t, "last_price", v.last_price);
+    key_real(&t, "float_profit", v.float_profit);
+    key_real(&t, "position_profit", v.position_profit);
+    key_real(&t, "margin", v.margin);
+    key_int(&t, "timestamp", now_ns);
+    emit(f, NOTIFY_POSITION_UPDATE, a->account_id, now_ns, &t);
+}
+
+/* The risk payload shared by margin_call and risk_alert. */
+static void risk_note(notify_feed *f, notify_type type, const account *a, double risk_ratio,
+                      double balance, double margin, const char *message, int64_t now_ns) {
+    if (!wanted(f, type)) return;
+    text t = {.len = 0};
+    put_raw(&t, "{", 1);
+    key_str(&t, "account_id", a->account_id);
+    key_real(&t, "risk_ratio", risk_ratio);
+    key_str(&t, "risk_level", risk_level_name(risk_level_of(risk_ratio)));
+    key_real(&t, "balance", balance);
+    key_real(&t, "margin", margin);
+    key_str(&t, "message", message);
+    key_int(&t, "timestamp", now_ns);
+    emit(f, type, a->account_id, now_ns, &t);
+}
+
+static uint8_t *band_of(notify_feed *f, uint32_t slot) {
+    if (slot >= f->cap_risk_band) {
+        uint32_t cap = f->cap_risk_band ? f->cap_risk_band : 1024;
+        while (cap <= slot)
+            cap *= 2;
+        uint8_t *n = realloc(f->risk_band, cap);
+        if (n == NULL) return NULL;
+        memset(n + f->cap_risk_band, BAND_UNKNOWN, cap - f->cap_risk_band);
+        f->risk_band = n;
+        f->cap_risk_band = cap;
+    }
+    return &f->risk_band[slot];
+}
+
+/* Alerts fire when the ratio climbs into a higher band, not on every update inside it; a fall
+ * re-arms them. The first sight of an account only records its band, so a restart does not
+ * repeat an alert for a state that has not changed. */
+static void check_band(notify_feed *f, const engine *e, const account *a, const account_view *v,
+                       int64_t now_ns) {
+    uint8_t *band = band_of(f, (uint32_t)(a - engine_account_at(e, 0)));
+    if (band == NULL) return;
+    uint8_t now_band = (uint8_t)risk_level_of(v->risk_ratio);
+    uint8_t before = *band;
+    *band = now_band;
+    if (before == BAND_UNKNOWN || now_band <= before) return;
+    char msg[128];
+    if (now_band == RISK_CRITICAL) {
+        snprintf(msg, sizeof msg, "risk ratio %.4f is critical: new orders are refused at 0.95",
+                 v->risk_ratio);
+        risk_note(f, NOTIFY_RISK_ALERT, a, v->risk_ratio, v->balance, v->margin, msg, now_ns);
+    } else if (now_band == RISK_HIGH) {
+        snprintf(msg, sizeof msg, "margin call: risk ratio %.4f", v->risk_ratio);
+        risk_note(f, NOTIFY_MARGIN_CALL, a, v->risk_ratio, v->balance, v->margin, msg, now_ns);
+    }
+}
+
+static void account_note(notify_feed *f, const engine *e, const account *a, int64_t now_ns) {
+    account_view v;
+    engine_account_view(e, a, &v);
+    if (wanted(f, NOTIFY_ACCOUNT_UPDATE)) {
+        text t = {.len = 0};
+        put_raw(&t, "{", 1);
+        key_str(&t, "account_id", a->account_id);
+        key_real(&t, "balance", v.balance);
+        key_real(&t, "available", v.available);
+        key_real(&t, "margin", v.margin);
+        key_real(&t, "frozen_margin", a->frozen_margin);
+        key_real(&t, "position_profit", v.position_profit);
+        key_real(&t, "close_profit", a->close_profit);
+        key_real(&t, "commission", a->commission);
+        key_real(&t, "risk_ratio", v.risk_ratio);
+        key_int(&t, "timestamp", now_ns);
+        emit(f, NOTIFY_ACCOUNT_UPDATE, a->account_id, now_ns, &t);
+    }
+    check_band(f, e, a, &v, now_ns);
+}
+
+static void instrument_note(notify_feed *f, const instrument *ins, int64_t now_ns) {
+    notify_type type =
+        ins->status == INSTRUMENT_SUSPENDED ? NOTIFY_MARKET_HALT : NOTIFY_SYSTEM_NOTICE;
+    if (!wanted(f, type)) return;
+    char msg[128];
+    snprintf(msg, sizeof msg, "instrument %s is %s", ins->spec.instrument_id,
+             instrument_status_name(ins->status));
+    text t = {.len = 0};
+    put_raw(&t, "{", 1);
+    key_str(&t, "instrument_id", ins->spec.instrument_id);
+    key_str(&t, "status", instrument_status_name(ins->status));
+    key_str(&t, "message", msg);
+    key_int(&t, "timestamp", now_ns);
+    emit(f, type, "", now_ns, &t);
+}
+
+static void settlement_note(notify_feed *f, const settlement_result *sr, int64_t now_ns) {
+    if (!wanted(f, NOTIFY_TRADING_SESSION_END)) return;
+    text t = {.len = 0};
+    put_raw(&t, "{", 1);
+    key_str(&t, "settlement_date", sr->settlement_date);
+    key_int(&t, "settled_accounts", sr->settled_accounts);
+    key_int(&t, "force_closed_count", sr->force_closed_count);
+    key_str(&t, "message", "daily settlement done");
+    key_int(&t, "timestamp", now_ns);
+    emit(f, NOTIFY_TRADING_SESSION_END, "", now_ns, &t);
+}
+
+void notify_feed_event(notify_feed *f, const engine *e, const engine_event *ev, int64_t now_ns) {
+    if (f == NULL || f->channels == 0) return;
+    switch (ev->type) {
+        case EV_ORDER:
+            order_note(f, e, ev->order, now_ns);
+            break;
+        case EV_TRADE:
+            trade_note(f, e, ev->trade, now_ns);
+            break;
+        case EV_POSITION:
+            position_note(f, e, ev->position, now_ns);
+            break;
+        case EV_ACCOUNT:
+            account_note(f, e, ev->account, now_ns);
+            break;
+        case EV_ACCOUNT_SETTLED: {
+            const account_settlement *as = ev->settlement;
+            if (!as->force_close) break;
+            char msg[128];
+            snprintf(msg, sizeof msg, "positions force-closed at settlement %s: risk ratio %.4f",
+                     as->date, as->risk_ratio);
+            risk_note(f, NOTIFY_RISK_ALERT, as->account, as->risk_ratio, as->balance, 0, msg,
+                      now_ns);
+            break;
+        }
+        case EV_INSTRUMENT:
+            instrument_note(f, ev->instrument, now_ns);
+            break;
+        case EV_SETTLEMENT:
+            settlement_note(f, ev->settlement_result, now_ns);
+            break;
+        default:
+            break;
+    }
+}
+
+void notify_feed_risk_scan(notify_feed *f, const engine *e, int64_t now_ns) {
+    if (f == NULL || !(f->channels & NOTIFY_CHANNEL_BIT(NOTIFY_CH_RISK))) return;
+    uint32_t n = engine_account_count(e);
+    for (uint32_t i = 0; i < n; i++) {
+        const account *a = engine_account_at(e, i);
+        if (a == NULL || a->n_positions == 0) continue;
+        account_view v;
+        engine_account_view(e, a, &v);
+        check_band(f, e, a, &v, now_ns);
+    }
+}
+
+void notify_feed_rejected(notify_feed *f, const order_request *o, int code, const char *message,
+                          int64_t now_ns) {
+    if (f == NULL || !wanted(f, NOTIFY_ORDER_REJECTED) || o->account_id[0] == '\0') return;
+    text t = {.len = 0};
+    put_raw(&t, "{", 1);
+    key_str(&t, "order_id", o->order_id);
+    key_str(&t, "account_id", o->account_id);
+    key_str(&t, "instrument_id", o->instrument_id);
+    key_str(&t, "direction", direction_name(o->direction));
+    key_str(&t, "offset", offset_name(o->offset));
+    key_real(&t, "limit_price", o->limit_price);
+    key_int(&t, "volume", o->volume);
+    key_int(&t, "code", code);
+    key_str(&t, "reason", message);
+    key_int(&t, "timestamp", now_ns);
+    emit(f, NOTIFY_ORDER_REJECTED, o->account_id, now_ns, &t);
+}
