@@ -96,6 +96,9 @@ typedef struct session {
     /* notifications (a `type` session once authenticated); listed: in g->notes_pending */
     notify_session *notes;
     bool notes_listed;
+    /* keepalive: when the client was last heard from, when it was last pinged */
+    int64_t heard_ms, pinged_ms;
+    bool ping_due;
 } session;
 
 /* Sessions interested in a topic (an account id or an instrument id). */
@@ -132,7 +135,6 @@ struct gateway {
     uint32_t n_topics, cap_topics;
     idmap topic_index; /* hash of the name -> slot in topics */
     struct lws_protocols protocols[2];
-    lws_retry_bo_t retry;
     int http_port;
     bool closing; /* gateway_destroy: the service may be gone, sessions are only released */
     /* notifications (seed 004): the broker, sessions with messages queued in it, the timer
@@ -143,6 +145,7 @@ struct gateway {
     lws_sorted_usec_list_t notes_timer;
     int notes_wanted[NOTIFY_CHANNEL_COUNT];
     int64_t notes_epoch_ms; /* message ids are "<start ms>-<n>": unique across restarts */
+    lws_sorted_usec_list_t keepalive_timer;
 };
 
 /* ---- time and ids ---- */
@@ -608,6 +611,36 @@ static void notes_flush(gateway *g) {
 static void notes_timer_fired(lws_sorted_usec_list_t *sul) {
     gateway *g = lws_container_of(sul, gateway, notes_timer);
     notes_flush(g);
+}
+
+/* ---- WebSocket keepalive ---- */
+
+/* One sweep over the sessions instead of libwebsockets' validity timers: lws 4.1 keeps every
+ * connection's timer in one sorted list and re-arms it with an insert that walks the list, so
+ * with 10,000 sessions pinging every 5 s the event loop spent most of its time walking it. */
+static int keepalive_period_ms(const gateway *g) {
+    int period = g->cfg.ws_ping_ms / 4;
+    if (period > 1000) period = 1000;
+    return period < 10 ? 10 : period;
+}
+
+static void keepalive_sweep(lws_sorted_usec_list_t *sul) {
+    gateway *g = lws_container_of(sul, gateway, keepalive_timer);
+    if (g->closing) return;
+    int64_t now = mono_ms();
+    for (uint32_t i = 0; i < g->n_conns; i++) {
+        session *s = g->conns[i];
+        if (s == NULL || !s->is_ws || s->wsi == NULL) continue;
+        if (now - s->heard_ms >= g->cfg.ws_idle_ms) {
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        } else if (now - s->heard_ms >= g->cfg.ws_ping_ms &&
+                   now - s->pinged_ms >= g->cfg.ws_ping_ms && !s->ping_due) {
+            s->ping_due = true;
+            lws_callback_on_writable(s->wsi);
+        }
+    }
+    lws_sul_schedule(g->ctx, 0, &g->keepalive_timer, keepalive_sweep,
+                     (lws_usec_t)keepalive_period_ms(g) * LWS_US_PER_MS);
 }
 
 static void diff_take_push(session *s, const reply *r, const json_t *patch);
@@ -2649,6 +2682,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
             memset(s, 0, sizeof *s);
             s->wsi = wsi;
             s->is_ws = true;
+            s->heard_ms = s->pinged_ms = mono_ms();
             if (conn_register(g, s) != 0) return -1;
             char path[256] = "";
             lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI);
@@ -2675,8 +2709,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
             }
             return 0;
         }
+        case LWS_CALLBACK_RECEIVE_PONG:
+            if (s) s->heard_ms = mono_ms();
+            return 0;
         case LWS_CALLBACK_RECEIVE: {
             if (s == NULL) return -1;
+            s->heard_ms = mono_ms();
             if (s->rx_len + len > MAX_WS_MESSAGE) {
                 ws_send_error(s, ERR_BAD_MESSAGE, "message exceeds %d bytes", MAX_WS_MESSAGE);
                 s->rx_len = 0;
@@ -2701,6 +2739,18 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
         }
         case LWS_CALLBACK_SERVER_WRITEABLE: {
             if (s == NULL) return -1;
+            if (s->ping_due) { /* with a payload: lws 4.1 reports no empty pong */
+                unsigned char ping[LWS_PRE + 4] = {0};
+                memcpy(ping + LWS_PRE, "qaex", 4);
+                s->ping_due = false;
+                s->pinged_ms = mono_ms();
+                if (lws_write(wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0) return -1;
+                if (lws_send_pipe_choked(wsi)) {
+                    if (s->out_head || (s->diff && diff_session_ready(s->diff)))
+                        lws_callback_on_writable(wsi);
+                    return 0;
+                }
+            }
             if (s->diff && diff_session_ready(s->diff)) { /* everything owed, as one rtn_data */
                 size_t n;
                 char *text = diff_session_take(s->diff, &n);
@@ -2794,10 +2844,6 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
         .per_session_data_size = sizeof(session),
         .rx_buffer_size = 0,
     };
-    g->retry = (lws_retry_bo_t){
-        .secs_since_valid_ping = (uint16_t)cfg->ws_ping_secs,
-        .secs_since_valid_hangup = (uint16_t)cfg->ws_idle_secs,
-    };
     lws_set_log_level(LLL_ERR, NULL);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
@@ -2819,7 +2865,6 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
     vh.port = cfg->http_port;
     vh.iface = cfg->http_host;
     vh.protocols = g->protocols;
-    vh.retry_and_idle_policy = &g->retry;
     vh.vhost_name = "http";
     vh.keepalive_timeout = 10; /* idle keep-alive connections, and requests lws cannot parse */
     if (lws_create_vhost(g->ctx, &vh) == NULL) {
@@ -2838,6 +2883,8 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
             return NULL;
         }
     }
+    lws_sul_schedule(g->ctx, 0, &g->keepalive_timer, keepalive_sweep,
+                     (lws_usec_t)keepalive_period_ms(g) * LWS_US_PER_MS);
     return g;
 }
 

@@ -17,8 +17,8 @@ typedef struct gateway_config {
     const char *ws_host;
     int ws_port; /* -1: no second listener */
     size_t max_body_bytes;
-    int ws_ping_secs;
-    int ws_idle_secs;
+    int ws_ping_ms;           /* a WebSocket quiet this long is pinged */
+    int ws_idle_ms;           /* and one silent this long (no message, no pong) is dropped */
     bool open_mode;           /* no token needed: the seed's demo mode */
     const char *diff_bid;     /* the broker id DIFF clients log in to ("qaexchange") */
     const char *token_secret; /* signs login tokens; empty: a random key per start */

@@ -1,4 +1,8 @@
 """The `type` WebSocket protocol against the real server (SPEC 6; seed lines 6744-7579)."""
+import os
+import socket
+import tempfile
+import time
 import unittest
 
 from qaex import Server
@@ -105,6 +109,69 @@ class WsTest(unittest.TestCase):
                  "direction": "BUY", "offset": "OPEN", "volume": 1, "price": 3600.0})
         m = ws.recv()
         self.assertEqual(m["type"], "error")
+
+
+class KeepaliveTest(unittest.TestCase):
+    """The server pings a quiet session every ping_interval and drops one that stays silent
+    (no message, no pong) for idle_timeout; a session that answers stays. Short intervals here
+    (300 ms / 1 s) stand for the defaults of 5 s / 10 s."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cfg_dir = tempfile.mkdtemp(prefix="qaex-ka-")
+        cfg = os.path.join(cls.cfg_dir, "exchange.toml")
+        with open(cfg, "w") as f:
+            f.write("[websocket]\nping_interval_ms = 300\nidle_timeout_ms = 1000\n")
+        cls.srv = Server(config=cfg)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.close()
+
+    def test_answering_session_stays_and_is_pinged(self):
+        ws = self.srv.ws("/ws")
+        self.addCleanup(ws.close)
+        pings = 0
+        deadline = time.time() + 3.0
+        ws.sock.settimeout(0.5)
+        while time.time() < deadline:
+            try:
+                opcode, payload = ws.recv_frame()
+            except socket.timeout:
+                continue
+            self.assertNotEqual(opcode, 8, "the server closed a session that answered its pings")
+            if opcode == 9:
+                pings += 1
+                ws.send_text(payload, opcode=10)  # pong
+        # quiet for 3 s with pings every 300 ms (checked at most every 75 ms)
+        self.assertGreaterEqual(pings, 5)
+        self.assertLessEqual(pings, 11)
+        ws.send({"type": "ping"})
+        self.assertEqual(ws.recv(timeout=2), {"type": "pong"})
+
+    def test_silent_session_is_dropped(self):
+        ws = self.srv.ws("/ws")
+        self.addCleanup(ws.close)
+        started = time.time()
+        ws.sock.settimeout(5.0)
+        closed = False
+        try:
+            while True:
+                opcode, _ = ws.recv_frame()  # pings arrive and are never answered
+                if opcode == 8:
+                    closed = True
+                    break
+        except (ConnectionError, OSError):
+            closed = True
+        waited = time.time() - started
+        self.assertTrue(closed)
+        self.assertGreaterEqual(waited, 0.9)
+        self.assertLess(waited, 3.0)
+        # the server is fine and takes new sessions
+        other = self.srv.ws("/ws")
+        self.addCleanup(other.close)
+        other.send({"type": "ping"})
+        self.assertEqual(other.recv(timeout=2), {"type": "pong"})
 
 
 if __name__ == "__main__":
