@@ -80,6 +80,29 @@ static int register_instruments(engine *e, persistence *p, const server_config *
     return 0;
 }
 
+/* The [risk] section applies to a recovered engine too: the snapshot holds the thresholds of
+ * the run that wrote it, so a changed section goes through the journal as CMD_RISK_CONFIG (a
+ * replay then applies every order under the thresholds it met). */
+static int apply_risk_config(engine *e, persistence *p, const server_config *cfg) {
+    command c;
+    memset(&c, 0, sizeof c);
+    engine_risk_config_of(&cfg->engine, &c.u.risk);
+    engine_risk_config current;
+    engine_risk_config_of(engine_get_config(e), &current);
+    if (engine_risk_config_equal(&current, &c.u.risk)) return 0;
+    c.type = CMD_RISK_CONFIG;
+    c.ts_ns = now_ns();
+    engine_result r;
+    uint64_t seq;
+    if ((p && persistence_log(p, &c, &seq, r.message, sizeof r.message) != 0) ||
+        engine_apply(e, &c, &r) != QAEX_OK) {
+        fprintf(stderr, "qaexchange-server: [risk]: %s\n", r.message);
+        return -1;
+    }
+    printf("⚖️  Risk thresholds changed since the last run: the [risk] section now applies\n");
+    return 0;
+}
+
 /* The operator's account from [auth]: registered once, through the journal like any command
  * (the engine keeps only the password's hash). */
 static int register_admin(engine *e, persistence *p, const server_config *cfg) {
@@ -149,6 +172,15 @@ int main(int argc, char **argv) {
     persistence *p = NULL;
     persistence_recovery recovery;
     memset(&recovery, 0, sizeof recovery);
+    /* A journal starts from the default thresholds and carries every change of [risk] as
+     * CMD_RISK_CONFIG (apply_risk_config), so an engine rebuilt from it starts from the defaults,
+     * as qaexchange-replay's does: the configured thresholds must not judge old orders again. */
+    engine_config journal_cfg = cfg.engine;
+    engine_config defaults;
+    engine_config_default(&defaults);
+    engine_risk_config default_risk;
+    engine_risk_config_of(&defaults, &default_risk);
+    engine_config_set_risk(&journal_cfg, &default_risk);
     if (cfg.storage_enabled) {
         persistence_options po = {
             .data_dir = cfg.data_dir,
@@ -160,7 +192,7 @@ int main(int argc, char **argv) {
             .notify = on_durable,
             .fsync_seconds = metrics.journal_fsync,
         };
-        p = persistence_open(&po, &cfg.engine, &e, &recovery, err, sizeof err);
+        p = persistence_open(&po, &journal_cfg, &e, &recovery, err, sizeof err);
         if (p == NULL) {
             fprintf(stderr, "qaexchange-server: storage in %s: %s\n", cfg.data_dir, err);
             config_free(&cfg);
@@ -175,7 +207,7 @@ int main(int argc, char **argv) {
     if (p && e && cfg.history_enabled) {
         history_feed_options ho = {
             .data_dir = cfg.data_dir,
-            .engine_cfg = &cfg.engine,
+            .engine_cfg = &journal_cfg,
             .p = p,
             .retention_days = cfg.history_retention_days,
             .account_snapshot_secs = cfg.history_account_snapshot_secs,
@@ -185,7 +217,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "qaexchange-server: warning: history store off: %s\n", err);
         queries = feed ? query_worker_start(feed, wake_gateway, NULL) : NULL;
     }
-    if (e == NULL || register_instruments(e, p, &cfg) != 0 || register_admin(e, p, &cfg) != 0) {
+    if (e == NULL || register_instruments(e, p, &cfg) != 0 || apply_risk_config(e, p, &cfg) != 0 ||
+        register_admin(e, p, &cfg) != 0) {
         fprintf(stderr, "qaexchange-server: could not create the engine\n");
         query_worker_stop(queries);
         history_feed_stop(feed);

@@ -762,6 +762,62 @@ void engine_set_event_sink(engine *e, engine_event_fn fn, void *ctx) {
     e->sink_ctx = ctx;
 }
 
+void engine_risk_config_of(const engine_config *cfg, engine_risk_config *out) {
+    memset(out, 0, sizeof *out);
+    out->max_position_ratio = cfg->max_position_ratio;
+    out->max_order_value = cfg->max_order_value;
+    out->risk_ratio_reject = cfg->risk_ratio_reject;
+    out->force_close_threshold = cfg->force_close_threshold;
+    out->min_order_volume = cfg->min_order_volume;
+    out->max_order_volume = cfg->max_order_volume;
+    out->self_trade_prevention = cfg->self_trade_prevention;
+}
+
+void engine_config_set_risk(engine_config *cfg, const engine_risk_config *c) {
+    cfg->max_position_ratio = c->max_position_ratio;
+    cfg->max_order_value = c->max_order_value;
+    cfg->risk_ratio_reject = c->risk_ratio_reject;
+    cfg->force_close_threshold = c->force_close_threshold;
+    cfg->min_order_volume = c->min_order_volume;
+    cfg->max_order_volume = c->max_order_volume;
+    cfg->self_trade_prevention = c->self_trade_prevention;
+}
+
+bool engine_risk_config_equal(const engine_risk_config *a, const engine_risk_config *b) {
+    return a->max_position_ratio == b->max_position_ratio &&
+           a->max_order_value == b->max_order_value &&
+           a->risk_ratio_reject == b->risk_ratio_reject &&
+           a->force_close_threshold == b->force_close_threshold &&
+           a->min_order_volume == b->min_order_volume &&
+           a->max_order_volume == b->max_order_volume &&
+           a->self_trade_prevention == b->self_trade_prevention;
+}
+
+/* The same bounds as the [risk] section of the config file. */
+static int set_risk_config(engine *e, const command *cmd, engine_result *r) {
+    const engine_risk_config *c = &cmd->u.risk;
+    if (!(c->max_position_ratio > 0 && c->max_position_ratio <= 1))
+        return engine_fail(r, ERR_CONFIG, "max_position_ratio must be in (0, 1], got %g",
+                           c->max_position_ratio);
+    if (!(c->max_order_value > 0 && c->max_order_value <= 1e15))
+        return engine_fail(r, ERR_CONFIG, "max_order_value must be in (0, 1e15], got %g",
+                           c->max_order_value);
+    if (!(c->risk_ratio_reject > 0 && c->risk_ratio_reject <= 10))
+        return engine_fail(r, ERR_CONFIG, "risk_ratio_reject must be in (0, 10], got %g",
+                           c->risk_ratio_reject);
+    if (!(c->force_close_threshold > 0 && c->force_close_threshold <= 10))
+        return engine_fail(r, ERR_CONFIG, "force_close_threshold must be in (0, 10], got %g",
+                           c->force_close_threshold);
+    if (c->min_order_volume < 1 || c->max_order_volume > 1000000000 ||
+        c->min_order_volume > c->max_order_volume)
+        return engine_fail(r, ERR_CONFIG,
+                           "order volume limits must satisfy 1 <= min (%lld) <= max (%lld) <= "
+                           "1000000000",
+                           (long long)c->min_order_volume, (long long)c->max_order_volume);
+    engine_config_set_risk(&e->cfg, c);
+    return QAEX_OK;
+}
+
 const engine_config *engine_get_config(const engine *e) {
     return &e->cfg;
 }
@@ -818,6 +874,9 @@ int engine_apply(engine *e, const command *cmd, engine_result *r) {
             break;
         case CMD_USER_REGISTER:
             rc = users_register(e, cmd, r);
+            break;
+        case CMD_RISK_CONFIG:
+            rc = set_risk_config(e, cmd, r);
             break;
         default:
             rc = engine_fail(r, ERR_BAD_MESSAGE, "unknown command type %d", (int)cmd->type);

@@ -41,6 +41,22 @@ typedef struct engine_config {
 
 void engine_config_default(engine_config *cfg);
 
+/* The [risk] thresholds of engine_config, as CMD_RISK_CONFIG carries them: an operator changes
+ * them through the journal, so a replay applies each order under the thresholds it met. */
+typedef struct engine_risk_config {
+    double max_position_ratio;    /* (0, 1] */
+    double max_order_value;       /* (0, 1e15] */
+    double risk_ratio_reject;     /* (0, 10] */
+    double force_close_threshold; /* (0, 10] */
+    int64_t min_order_volume;     /* 1 ..= max_order_volume */
+    int64_t max_order_volume;     /* ..= 1e9 */
+    bool self_trade_prevention;
+} engine_risk_config;
+
+void engine_risk_config_of(const engine_config *cfg, engine_risk_config *out);
+void engine_config_set_risk(engine_config *cfg, const engine_risk_config *risk);
+bool engine_risk_config_equal(const engine_risk_config *a, const engine_risk_config *b);
+
 typedef enum command_type {
     CMD_INSTRUMENT_ADD = 1,
     CMD_INSTRUMENT_UPDATE,
@@ -61,6 +77,7 @@ typedef enum command_type {
     /* the time passes: closes K-line bars whose period ended (nothing else) */
     CMD_CLOCK,
     CMD_USER_REGISTER,
+    CMD_RISK_CONFIG, /* new [risk] thresholds (u.risk) */
     CMD_TYPE_COUNT
 } command_type;
 
@@ -127,6 +144,7 @@ typedef struct command {
             double price;
         } settlement_price;
         user user; /* CMD_USER_REGISTER: created_ns is the command's time */
+        engine_risk_config risk;
     } u;
 } command;
 

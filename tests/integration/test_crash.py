@@ -128,6 +128,54 @@ class CrashTest(unittest.TestCase):
         self.assertGreater(len(orders), ROUNDS)
         self.assertGreater(snapshots_seen, 0)
 
+    def test_risk_thresholds_change_between_runs(self):
+        """[risk] may change between runs: a recovered engine applies the new thresholds, and
+        a replay of the journal judges every order under the thresholds it met (the rejected
+        20-lot order of the first run must not come back, the accepted one of the second must
+        stay), with or without a snapshot."""
+        def config(max_volume):
+            with open(self.config, "w") as f:
+                f.write(CONFIG + f"\n[risk]\nmax_order_volume = {max_volume}\n")
+
+        def order(srv, volume, price):
+            return srv.post("/api/order/submit", {
+                "user_id": "risky", "instrument_id": "IF2501", "direction": "BUY",
+                "offset": "OPEN", "volume": volume, "price": price, "order_type": "LIMIT"})
+
+        config(10)
+        srv = self.start()
+        status, body = srv.post("/api/account/open", {"user_id": "risky", "init_cash": 1e9})
+        self.assertEqual(status, 200, body)
+        status, body = order(srv, 20, 3700.0)
+        self.assertEqual(body["error"]["code"], 1008, body)
+        self.assertIn("20", body["error"]["message"])
+        status, body = order(srv, 5, 3701.0)
+        self.assertEqual(status, 200, body)
+        first = body["data"]["order_id"]
+        srv.stop()  # SIGTERM: a final snapshot holding max_order_volume = 10
+
+        config(100)
+        srv = self.start()
+        self.assertIn("Risk thresholds changed", srv.output())
+        status, body = order(srv, 20, 3702.0)
+        self.assertEqual(status, 200, body)
+        second = body["data"]["order_id"]
+        srv.proc.kill()
+        srv.proc.wait(timeout=10)
+
+        # the whole journal, no snapshot, under the default thresholds (10,000 lots)
+        for snap in glob.glob(os.path.join(self.data, "snapshots", "*")):
+            os.remove(snap)
+        config(10000)
+        srv = self.start()
+        status, body = srv.get("/api/order/user/risky")
+        self.assertEqual(status, 200, body)
+        orders = body["data"] if isinstance(body["data"], list) else body["data"]["orders"]
+        volumes = sorted((o["order_id"], o["volume_orign"] if "volume_orign" in o else o["volume"])
+                         for o in orders)
+        self.assertEqual(volumes, sorted([(first, 5), (second, 20)]))
+        self.check_recovered(srv, {"risky"}, {first: None, second: None})
+
     def run_and_kill(self, rounds=1):
         accounts, orders = set(), {}
         for round_no in range(rounds):

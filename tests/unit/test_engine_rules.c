@@ -2058,8 +2058,54 @@ static void test_snapshot_corruption_never_crashes(void) {
     free(buf);
 }
 
+/* CMD_RISK_CONFIG: thresholds out of bounds are refused with 5001 naming the value and change
+ * nothing; accepted ones judge the next order and are part of the state (hash, snapshot). */
+static void test_risk_config_command(void) {
+    engine_config cfg;
+    engine_config_default(&cfg);
+    const char *const accounts[] = {"trader"};
+    engine *e = make_engine(&cfg, accounts, 1, 1e9);
+    engine_result r;
+    command c = fx_command(CMD_RISK_CONFIG);
+    engine_risk_config_of(&cfg, &c.u.risk);
+    c.u.risk.max_position_ratio = 1.5;
+    CHECK_REJECT(e, r, fx_apply(e, &c, &r), ERR_CONFIG, "1.5");
+    engine_risk_config_of(&cfg, &c.u.risk);
+    c.u.risk.min_order_volume = 50;
+    c.u.risk.max_order_volume = 40;
+    CHECK_REJECT(e, r, fx_apply(e, &c, &r), ERR_CONFIG, "min (50)");
+    engine_risk_config_of(&cfg, &c.u.risk);
+    c.u.risk.risk_ratio_reject = NAN;
+    CHECK_REJECT(e, r, fx_apply(e, &c, &r), ERR_CONFIG, "nan");
+    CHECK_INT(fx_order(e, "trader", "IX2401", DIR_BUY, OFFSET_OPEN, 100.0, 20, &r), 0);
+    uint64_t before = engine_state_hash(e);
+    engine_risk_config_of(&cfg, &c.u.risk);
+    c.u.risk.max_order_volume = 10;
+    CHECK_INT(fx_apply(e, &c, &r), 0);
+    CHECK(engine_state_hash(e) != before);
+    CHECK_INT(engine_get_config(e)->max_order_volume, 10);
+    CHECK_REJECT(e, r, fx_order(e, "trader", "IX2401", DIR_BUY, OFFSET_OPEN, 100.0, 20, &r),
+                 ERR_INVALID_ORDER, "20");
+    CHECK_INT(fx_order(e, "trader", "IX2401", DIR_BUY, OFFSET_OPEN, 100.0, 10, &r), 0);
+    /* a snapshot keeps the thresholds */
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    CHECK_INT(engine_snapshot_save(e, &bytes, &len), 0);
+    char err[256];
+    engine *copy = bytes ? engine_snapshot_load(bytes, len, err, sizeof err) : NULL;
+    CHECK(copy != NULL);
+    if (copy) {
+        CHECK_INT(engine_get_config(copy)->max_order_volume, 10);
+        CHECK(engine_state_hash(copy) == engine_state_hash(e));
+        engine_destroy(copy);
+    }
+    free(bytes);
+    engine_destroy(e);
+}
+
 int main(void) {
     RUN_TEST(test_1001_insufficient_funds);
+    RUN_TEST(test_risk_config_command);
     RUN_TEST(test_1002_position_ratio);
     RUN_TEST(test_1003_order_value);
     RUN_TEST(test_1004_risk_ratio);
