@@ -282,6 +282,19 @@ void persistence_tick(persistence *p, const engine *e, int64_t now_ns) {
     if ((by_count || by_time) && !snapshot_begin_forked(p, e)) snapshot_begin(p, e);
 }
 
+int persistence_snapshot_start(persistence *p, const engine *e) {
+    return snapshot_begin_forked(p, e) ? 0 : -1;
+}
+
+bool persistence_snapshot_wait(persistence *p) {
+    pthread_mutex_lock(&p->mu);
+    while (p->busy)
+        pthread_cond_wait(&p->cv, &p->mu);
+    bool ok = atomic_load(&p->written_seq) == p->last_seq;
+    pthread_mutex_unlock(&p->mu);
+    return ok;
+}
+
 int persistence_snapshot(persistence *p, const engine *e, char *err, size_t errlen) {
     pthread_mutex_lock(&p->mu);
     while (p->busy)

@@ -56,6 +56,12 @@ uint64_t persistence_durable_seq(const persistence *p);
 void persistence_tick(persistence *p, const engine *e, int64_t now_ns);
 /* A snapshot now (engine thread); returns 0 once it is on disk. */
 int persistence_snapshot(persistence *p, const engine *e, char *err, size_t errlen);
+/* A snapshot in the background, as the interval takes them: a forked child encodes it, so the
+ * calling thread pays only the fork. 0 when started, -1 when one is still being written or the
+ * fork failed. persistence_snapshot_wait returns once none is being written; true when the
+ * last one reached the disk. */
+int persistence_snapshot_start(persistence *p, const engine *e);
+bool persistence_snapshot_wait(persistence *p);
 
 /* Health for monitoring: journal failed, and the reason. */
 bool persistence_failed(persistence *p, char *why, size_t whylen);
