@@ -1400,8 +1400,8 @@ void config_print_banner(const server_config *cfg, FILE *out) {
     }
     endpoint(url, sizeof url, "http", &cfg->http, "/health");
     fprintf(out, "  • Health:     %s\n", url);
-    endpoint(url, sizeof url, "http", &cfg->http, "/");
-    fprintf(out, "  • Web UI:     %s\n", url);
+    endpoint(url, sizeof url, "http", &cfg->http, "/metrics");
+    fprintf(out, "  • Metrics:    %s\n", url);
 
     fprintf(out, "⚙️  Environment: %s (log level %s)\n", cfg->environment, cfg->log_level);
     fprintf(out, "📄 Config: %s\n", cfg->config_path[0] ? cfg->config_path : "embedded defaults");

@@ -67,8 +67,13 @@ kdf_worker *kdf_worker_start(const auth_pwhash_cost *cost, void (*wake)(void *),
         free(w);
         return NULL;
     }
-    if (pthread_cond_init(&w->cv, NULL) != 0 ||
-        pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+    if (pthread_cond_init(&w->cv, NULL) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        pthread_cond_destroy(&w->cv);
         pthread_mutex_destroy(&w->mu);
         free(w);
         return NULL;
