@@ -515,7 +515,12 @@ static const char *notes_source(notify_type t) {
 static void notes_offer(gateway *g, session *s, notify_message *msg, int64_t now) {
     if (s == NULL || s->notes == NULL) return;
     notify_session_set_external_backlog(s->notes, s->backlog);
-    if (notify_publish(g->notes, s->notes, msg, now) != NOTIFY_QUEUED || s->notes_listed) return;
+    notify_result rc = notify_publish(g->notes, s->notes, msg, now);
+    if (notify_session_overflowed(s->notes)) { /* even P0 is being lost: the client is gone */
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (rc != NOTIFY_QUEUED || s->notes_listed) return;
     if (g->n_notes_pending == g->cap_notes_pending) {
         uint32_t cap = g->cap_notes_pending ? g->cap_notes_pending * 2 : 64;
         uint64_t *n = realloc(g->notes_pending, cap * sizeof *n);
