@@ -125,40 +125,50 @@ json_t *codec_position(const engine *e, const position *pos) {
     return jb_done(&b);
 }
 
-json_t *codec_order(const engine *e, const order *ord) {
+static void put_order_fields(json_builder *b, const engine *e, const order *ord) {
     const instrument *ins = engine_instrument_of(e, ord->instrument);
     const char *acc_id = account_id_of(e, ord->account);
     char exchange_order_id[QAEX_ID_LEN];
     engine_order_exchange_id(e, ord, exchange_order_id, sizeof exchange_order_id);
+    jb_str(b, "order_id", ord->order_id);
+    jb_str(b, "exchange_order_id", exchange_order_id);
+    jb_int(b, "seqno", (int64_t)ord->seq);
+    jb_str(b, "account_id", acc_id);
+    jb_str(b, "user_id", acc_id);
+    jb_str(b, "instrument_id", ins ? ins->spec.instrument_id : "");
+    jb_str(b, "exchange_id", ins ? ins->spec.exchange : "");
+    jb_str(b, "direction", direction_name(ord->direction));
+    jb_str(b, "offset", offset_name(ord->offset));
+    jb_str(b, "price_type", price_type_name(ord->price_type));
+    jb_str(b, "order_type", ord->price_type == PRICE_ANY ? "MARKET" : "LIMIT");
+    jb_real(b, "limit_price", ord->limit_price);
+    jb_real(b, "price", ord->limit_price);
+    jb_int(b, "volume_orign", ord->volume_orign);
+    jb_int(b, "volume", ord->volume_orign);
+    jb_int(b, "volume_left", ord->volume_left);
+    jb_int(b, "filled_volume", ord->volume_orign - ord->volume_left);
+    jb_str(b, "time_condition", time_condition_name(ord->time_condition));
+    jb_str(b, "volume_condition", volume_condition_name(ord->volume_condition));
+    jb_str(b, "status", order_status_name(ord->status));
+    jb_real(b, "frozen_margin", ord->frozen_margin);
+    jb_real(b, "frozen_commission", ord->frozen_commission);
+    jb_str(b, "last_msg", ord->last_msg);
+    jb_int(b, "insert_date_time", ms_of(ord->insert_ns));
+    jb_int(b, "submit_time", ms_of(ord->insert_ns));
+    jb_int(b, "update_time", ms_of(ord->update_ns));
+    jb_int(b, "towards", towards_of(ord->direction, ord->offset));
+}
+
+json_t *codec_order(const engine *e, const order *ord) {
     json_builder b = jb_new();
-    jb_str(&b, "order_id", ord->order_id);
-    jb_str(&b, "exchange_order_id", exchange_order_id);
-    jb_int(&b, "seqno", (int64_t)ord->seq);
-    jb_str(&b, "account_id", acc_id);
-    jb_str(&b, "user_id", acc_id);
-    jb_str(&b, "instrument_id", ins ? ins->spec.instrument_id : "");
-    jb_str(&b, "exchange_id", ins ? ins->spec.exchange : "");
-    jb_str(&b, "direction", direction_name(ord->direction));
-    jb_str(&b, "offset", offset_name(ord->offset));
-    jb_str(&b, "price_type", price_type_name(ord->price_type));
-    jb_str(&b, "order_type", ord->price_type == PRICE_ANY ? "MARKET" : "LIMIT");
-    jb_real(&b, "limit_price", ord->limit_price);
-    jb_real(&b, "price", ord->limit_price);
-    jb_int(&b, "volume_orign", ord->volume_orign);
-    jb_int(&b, "volume", ord->volume_orign);
-    jb_int(&b, "volume_left", ord->volume_left);
-    jb_int(&b, "filled_volume", ord->volume_orign - ord->volume_left);
-    jb_str(&b, "time_condition", time_condition_name(ord->time_condition));
-    jb_str(&b, "volume_condition", volume_condition_name(ord->volume_condition));
-    jb_str(&b, "status", order_status_name(ord->status));
-    jb_real(&b, "frozen_margin", ord->frozen_margin);
-    jb_real(&b, "frozen_commission", ord->frozen_commission);
-    jb_str(&b, "last_msg", ord->last_msg);
-    jb_int(&b, "insert_date_time", ms_of(ord->insert_ns));
-    jb_int(&b, "submit_time", ms_of(ord->insert_ns));
-    jb_int(&b, "update_time", ms_of(ord->update_ns));
-    jb_int(&b, "towards", towards_of(ord->direction, ord->offset));
+    put_order_fields(&b, e, ord);
     return jb_done(&b);
+}
+
+bool codec_order_text(json_text *t, const engine *e, const order *ord) {
+    json_builder b = jb_text(t);
+    put_order_fields(&b, e, ord);
+    return jb_end(&b);
 }
 
 static void put_trade_fields(json_builder *b, const engine *e, const trade *trd) {
@@ -370,6 +380,17 @@ json_t *codec_envelope_ok(json_t *data) {
     return jb_done(&b);
 }
 
+void codec_envelope_ok_open(json_text *t) {
+    static const char head[] = "{\"success\":true,\"data\":";
+    jt_raw(t, head, sizeof head - 1);
+}
+
+bool codec_envelope_ok_close(json_text *t) {
+    static const char tail[] = ",\"error\":null}";
+    jt_raw(t, tail, sizeof tail - 1);
+    return !t->failed;
+}
+
 json_t *codec_envelope_error(int code, const char *message) {
     json_builder err = jb_new();
     jb_int(&err, "code", code);
@@ -443,26 +464,51 @@ json_t *codec_ws_error(int code, const char *message) {
     return jb_done(&b);
 }
 
+void codec_put_ws_order_response(json_builder *b, int code, const char *order_id,
+                                 const char *message) {
+    jb_str(b, "type", "order_response");
+    jb_bool(b, "success", code == 0);
+    if (code == 0 && order_id)
+        jb_str(b, "order_id", order_id);
+    else
+        jb_null(b, "order_id");
+    if (code == 0) {
+        jb_null(b, "error_code");
+        jb_null(b, "error_message");
+        jb_str(b, "message", message && message[0] ? message : "Order submitted");
+    } else {
+        jb_int(b, "error_code", code);
+        jb_str(b, "error_message", message ? message : "");
+    }
+}
+
 json_t *codec_ws_order_response(int code, const char *order_id, const char *message) {
     json_builder b = jb_new();
-    jb_str(&b, "type", "order_response");
-    jb_bool(&b, "success", code == 0);
-    jb_put(&b, "order_id", code == 0 && order_id ? jb_string(order_id) : json_null());
-    jb_put(&b, "error_code", code == 0 ? json_null() : json_integer(code));
-    jb_put(&b, "error_message", code == 0 ? json_null() : jb_string(message ? message : ""));
-    if (code == 0) jb_str(&b, "message", message && message[0] ? message : "Order submitted");
+    codec_put_ws_order_response(&b, code, order_id, message);
     return jb_done(&b);
 }
 
+static void put_ws_order_status(json_builder *b, const order *ord) {
+    jb_str(b, "type", "order_status");
+    jb_str(b, "order_id", ord->order_id);
+    jb_str(b, "status", order_status_name(ord->status));
+    jb_int(b, "filled_volume", ord->volume_orign - ord->volume_left);
+    jb_int(b, "remaining_volume", ord->volume_left);
+    jb_int(b, "timestamp", ms_of(ord->update_ns));
+}
+
 json_t *codec_ws_order_status(const engine *e, const order *ord) {
+    (void)e;
     json_builder b = jb_new();
-    jb_str(&b, "type", "order_status");
-    jb_str(&b, "order_id", ord->order_id);
-    jb_str(&b, "status", order_status_name(ord->status));
-    jb_int(&b, "filled_volume", ord->volume_orign - ord->volume_left);
-    jb_int(&b, "remaining_volume", ord->volume_left);
-    jb_int(&b, "timestamp", ms_of(ord->update_ns));
+    put_ws_order_status(&b, ord);
     return jb_done(&b);
+}
+
+bool codec_ws_order_status_text(json_text *t, const engine *e, const order *ord) {
+    (void)e;
+    json_builder b = jb_text(t);
+    put_ws_order_status(&b, ord);
+    return jb_end(&b);
 }
 
 json_t *codec_ws_trade(const engine *e, const trade *trd) {
@@ -472,12 +518,28 @@ json_t *codec_ws_trade(const engine *e, const trade *trd) {
     return jb_done(&b);
 }
 
+bool codec_ws_trade_text(json_text *t, const engine *e, const trade *trd) {
+    json_builder b = jb_text(t);
+    jb_str(&b, "type", "trade");
+    put_trade_fields(&b, e, trd);
+    return jb_end(&b);
+}
+
 json_t *codec_ws_account_update(const engine *e, const account *acc, int64_t timestamp_ms) {
     json_builder b = jb_new();
     jb_str(&b, "type", "account_update");
     put_account_fields(&b, e, acc);
     jb_int(&b, "timestamp", timestamp_ms);
     return jb_done(&b);
+}
+
+bool codec_ws_account_update_text(json_text *t, const engine *e, const account *acc,
+                                  int64_t timestamp_ms) {
+    json_builder b = jb_text(t);
+    jb_str(&b, "type", "account_update");
+    put_account_fields(&b, e, acc);
+    jb_int(&b, "timestamp", timestamp_ms);
+    return jb_end(&b);
 }
 
 /* ==========================================================================================

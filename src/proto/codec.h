@@ -21,6 +21,7 @@
 #define QAEX_PROTO_CODEC_H
 
 #include "engine/engine.h"
+#include "proto/json_builder.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -175,6 +176,25 @@ json_t *codec_ws_trade(const engine *e, const trade *trd);
 /* codec_account with "type":"account_update" and "timestamp" (ms, given by the caller: the time
  * of the command that changed the account). */
 json_t *codec_ws_account_update(const engine *e, const account *acc, int64_t timestamp_ms);
+
+/* ------------------------------------------------------------------------------------------
+ * The hot messages written straight to JSON text (json_builder.h: jb_text)
+ * ------------------------------------------------------------------------------------------
+ * Each appends to t exactly the bytes json_dumps(JSON_COMPACT | JSON_REAL_PRECISION(15)) gives
+ * for the jansson encoder of the same name (the field lists are shared), without building the
+ * tree; false when t has failed (out of memory). */
+
+bool codec_order_text(json_text *t, const engine *e, const order *ord);
+bool codec_ws_order_status_text(json_text *t, const engine *e, const order *ord);
+bool codec_ws_trade_text(json_text *t, const engine *e, const trade *trd);
+bool codec_ws_account_update_text(json_text *t, const engine *e, const account *acc,
+                                  int64_t timestamp_ms);
+/* The members of codec_ws_order_response into any builder, so a caller can add its own. */
+void codec_put_ws_order_response(json_builder *b, int code, const char *order_id,
+                                 const char *message);
+/* codec_envelope_ok as text: `{"success":true,"data":` before the data, `,"error":null}` after. */
+void codec_envelope_ok_open(json_text *t);
+bool codec_envelope_ok_close(json_text *t);
 
 /* ------------------------------------------------------------------------------------------
  * Decoders: JSON -> engine commands (SPEC 5 leniency)
