@@ -357,59 +357,102 @@ static size_t real_printf(double v, char *out, size_t cap) {
     return n;
 }
 
-/* "%.15g" of a finite v as jansson writes it, without printf for the common values.
- *
- * If some decimal D = n / 10^d (n < 10^15, d <= 9) has v as its nearest double, D is what
- * "%.15g" prints: v lies within half an ulp of D (relatively at most 2^-53), closer than half a
- * unit of D's 15th significant digit (relatively at least 5e-16), so rounding v to 15 digits
- * gives D back. n / 10^d in double arithmetic is correctly rounded (n < 2^53 and 10^d are
- * exact), so comparing it with v tests exactly that. "%g" then writes D in plain notation when
- * 1e-4 <= |D| < 1e15, without trailing zeros; jansson adds ".0" to a whole number. Any other
- * value (float noise such as 0.30000000000000004, huge or tiny magnitudes) goes to printf. */
+/* The 15 significant digits printf's "%.15g" gives for a, 1e-4 <= a < 1e15: *q in
+ * [10^14, 10^15) and *x, the decimal exponent of its first digit. Exact: a = m / 2^shift with m
+ * a 53-bit integer, and m * 10^k (k <= 19) fits in 128 bits, so q = round(a * 10^k) is computed
+ * with the exact remainder and rounded as glibc rounds, to nearest with ties to even. false when
+ * out of that range. */
+static bool digits15(double a, uint64_t *q_out, int *x_out) {
+    static const uint64_t p10[20] = {1ULL,
+                                     10ULL,
+                                     100ULL,
+                                     1000ULL,
+                                     10000ULL,
+                                     100000ULL,
+                                     1000000ULL,
+                                     10000000ULL,
+                                     100000000ULL,
+                                     1000000000ULL,
+                                     10000000000ULL,
+                                     100000000000ULL,
+                                     1000000000000ULL,
+                                     10000000000000ULL,
+                                     100000000000000ULL,
+                                     1000000000000000ULL,
+                                     10000000000000000ULL,
+                                     100000000000000000ULL,
+                                     1000000000000000000ULL,
+                                     10000000000000000000ULL};
+    int e;
+    double f = frexp(a, &e); /* a = f * 2^e, f in [0.5, 1) */
+    uint64_t m = (uint64_t)ldexp(f, 53);
+    int shift = 53 - e; /* a = m / 2^shift; 3 <= shift <= 67 in this range */
+    int x = (int)floor(log10(a));
+    for (int tries = 0; tries < 3; tries++) {
+        int k = 14 - x;
+        if (k < 0 || k > 19) return false;
+        unsigned __int128 n = (unsigned __int128)m * p10[k];
+        unsigned __int128 q = n >> shift;
+        unsigned __int128 rem = n - (q << shift), half = (unsigned __int128)1 << (shift - 1);
+        if (rem > half || (rem == half && (q & 1))) q++;
+        if (q >= p10[15]) { /* log10 was low, or the rounding carried into a 16th digit */
+            x++;
+            continue;
+        }
+        if (q < p10[14]) { /* log10 was high */
+            x--;
+            continue;
+        }
+        *q_out = (uint64_t)q;
+        *x_out = x;
+        return true;
+    }
+    return false;
+}
+
+/* "%.15g" of a finite v as jansson writes it (see real_printf), without printf for the values
+ * money and prices take: "%g" writes the 15 digits in plain notation when the exponent is
+ * -4..14, without trailing zeros, and jansson adds ".0" to a whole number. Other magnitudes go
+ * through printf. */
 static size_t real_text(double v, char *out, size_t cap) {
-    static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
-    static const uint64_t i10[] = {1,      10,      100,      1000,      10000,
-                                   100000, 1000000, 10000000, 100000000, 1000000000};
     if (v == 0) {
         memcpy(out, "0.0", 3);
         return 3;
     }
     double a = fabs(v);
-    if (a >= 1e-4 && a < 1e15) {
-        for (int d = 0; d <= 9; d++) {
-            double m = a * p10[d];
-            if (m >= 1e15) break;
-            double r = floor(m + 0.5);
-            if (r / p10[d] != a) continue;
-            uint64_t n = (uint64_t)r;
-            int digits = d;
-            while (digits > 0 && n % 10 == 0) { /* "%g" drops trailing zeros */
-                n /= 10;
-                digits--;
-            }
-            if (digits >= 4 && n < i10[digits - 4]) break; /* below 1e-4: exponent notation */
-            char buf[48], *end = buf + sizeof buf, *p = end;
-            if (digits == 0) {
-                *--p = '0';
-                *--p = '.';
-                p = u64_digits(n, p);
-            } else {
-                uint64_t frac = n % i10[digits];
-                for (int i = 0; i < digits; i++) {
-                    *--p = (char)('0' + frac % 10);
-                    frac /= 10;
-                }
-                *--p = '.';
-                p = u64_digits(n / i10[digits], p);
-            }
-            if (v < 0) *--p = '-';
-            size_t len = (size_t)(end - p);
-            if (len > cap) break;
-            memcpy(out, p, len);
-            return len;
-        }
+    uint64_t q;
+    int x;
+    if (!(a >= 1e-4 && a < 1e15) || !digits15(a, &q, &x) || x < -4 || x > 14)
+        return real_printf(v, out, cap);
+    char digits[16];
+    for (int i = 14; i >= 0; i--) {
+        digits[i] = (char)('0' + q % 10);
+        q /= 10;
     }
-    return real_printf(v, out, cap);
+    int last = 14; /* the last significant digit: trailing zeros are dropped */
+    while (last > 0 && digits[last] == '0')
+        last--;
+    char *p = out;
+    if (v < 0) *p++ = '-';
+    if (x >= 0) {
+        memcpy(p, digits, (size_t)x + 1);
+        p += x + 1;
+        *p++ = '.';
+        if (last > x) {
+            memcpy(p, digits + x + 1, (size_t)(last - x));
+            p += last - x;
+        } else {
+            *p++ = '0';
+        }
+    } else {
+        *p++ = '0';
+        *p++ = '.';
+        for (int i = 0; i < -x - 1; i++)
+            *p++ = '0';
+        memcpy(p, digits, (size_t)last + 1);
+        p += last + 1;
+    }
+    return (size_t)(p - out);
 }
 
 void jt_real(json_text *t, double v) {

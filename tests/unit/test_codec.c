@@ -1138,6 +1138,13 @@ static void test_text_reals_match_jansson(void) {
                                    0.5,
                                    9007199254740993.0,
                                    1e9 + 0.5,
+                                   100000000000000.5,
+                                   100000000000001.5,
+                                   123456789012345.5,
+                                   999999999999999.5,
+                                   99999999999999.95,
+                                   9.999999999999995,
+                                   0.00099999999999999995,
                                    0.123456789,
                                    0.1234567891,
                                    HUGE_VAL,
@@ -1151,7 +1158,10 @@ static void test_text_reals_match_jansson(void) {
     for (int i = 0; i < 200000 && bad < 10; i++) {
         uint64_t r = xorshift();
         double v;
-        switch (i % 5) {
+        switch (i % 6) {
+            case 5: /* exact ties at the 16th digit: printf rounds them to even */
+                v = (double)(100000000000000ULL + r % 900000000000000ULL) + 0.5;
+                break;
             case 0:
                 v = (double)(int64_t)(r % 2000000000000000ULL) / pow(10, (double)((r >> 59) % 13));
                 break;
