@@ -815,6 +815,152 @@ int codec_parse_order(const json_t *body, order_request *out, char *msg, size_t 
     return 0;
 }
 
+/* ---- loading request text ---- */
+
+static bool json_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r'; /* jansson's whitespace */
+}
+
+/* A plain string at text[*i] (just after its opening quote): printable ASCII without escapes.
+ * Sets *start and *n and moves *i past the closing quote; false for anything else. */
+static bool fast_string(const char *text, size_t len, size_t *i, size_t *start, size_t *n) {
+    size_t j = *i;
+    while (j < len) {
+        unsigned char c = (unsigned char)text[j];
+        if (c == '"') break;
+        if (c < 0x20 || c >= 0x7F || c == '\\') return false;
+        j++;
+    }
+    if (j >= len) return false;
+    *start = *i;
+    *n = j - *i;
+    *i = j + 1;
+    return true;
+}
+
+/* A number at text[*i] as jansson reads it, for the forms it reads without doubt: -?(0|[1-9]d*)
+ * with at most 18 digits (an integer, strtoll cannot overflow) or followed by .d+ (a real,
+ * strtod as jansson calls it). Exponents and everything else: false. */
+static json_t *fast_number(const char *text, size_t len, size_t *i) {
+    size_t j = *i, digits = 0;
+    bool real = false;
+    if (j < len && text[j] == '-') j++;
+    if (j < len && text[j] == '0') {
+        j++;
+        digits = 1;
+    } else {
+        while (j < len && text[j] >= '0' && text[j] <= '9') {
+            j++;
+            digits++;
+        }
+    }
+    if (digits == 0) return NULL;
+    if (j < len && text[j] == '.') {
+        real = true;
+        size_t frac = 0;
+        for (j++; j < len && text[j] >= '0' && text[j] <= '9'; j++)
+            frac++;
+        if (frac == 0) return NULL;
+    }
+    /* what may follow a value in an object; anything else (e, E, a digit after 0) is jansson's */
+    if (j >= len || !(json_space(text[j]) || text[j] == ',' || text[j] == '}')) return NULL;
+    char buf[64];
+    size_t n = j - *i;
+    if (n >= sizeof buf || (!real && digits > 18)) return NULL;
+    memcpy(buf, text + *i, n);
+    buf[n] = '\0';
+    *i = j;
+    if (!real) return json_integer((json_int_t)strtoll(buf, NULL, 10));
+    errno = 0;
+    double d = strtod(buf, NULL);
+    if (errno == ERANGE || !isfinite(d)) return NULL; /* jansson reports these itself */
+    return json_real(d);
+}
+
+/* The flat object text holds, or NULL when the text is anything else (or memory ran out): the
+ * caller then asks jansson, so only text both read the same is taken here. */
+static json_t *fast_object(const char *text, size_t len) {
+    size_t i = 0;
+    while (i < len && json_space(text[i]))
+        i++;
+    if (i >= len || text[i] != '{') return NULL;
+    json_t *obj = json_object();
+    if (obj == NULL) return NULL;
+    i++;
+    bool first = true;
+    for (;;) {
+        while (i < len && json_space(text[i]))
+            i++;
+        if (i >= len) goto decline;
+        if (text[i] == '}' && first) {
+            i++;
+            break;
+        }
+        if (text[i] != '"') goto decline;
+        i++;
+        size_t ks, kn;
+        char key[128];
+        if (!fast_string(text, len, &i, &ks, &kn) || kn >= sizeof key) goto decline;
+        memcpy(key, text + ks, kn);
+        key[kn] = '\0';
+        while (i < len && json_space(text[i]))
+            i++;
+        if (i >= len || text[i] != ':') goto decline;
+        i++;
+        while (i < len && json_space(text[i]))
+            i++;
+        if (i >= len) goto decline;
+        json_t *v = NULL;
+        char c = text[i];
+        if (c == '"') {
+            size_t vs, vn;
+            i++;
+            if (!fast_string(text, len, &i, &vs, &vn)) goto decline;
+            v = json_stringn_nocheck(text + vs, vn);
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            v = fast_number(text, len, &i);
+        } else {
+            static const struct {
+                const char *word;
+                size_t n;
+            } words[] = {{"true", 4}, {"false", 5}, {"null", 4}};
+            for (int w = 0; w < 3; w++) {
+                if (len - i > words[w].n && memcmp(text + i, words[w].word, words[w].n) == 0) {
+                    char after = text[i + words[w].n];
+                    if (!(json_space(after) || after == ',' || after == '}')) break;
+                    v = w == 0 ? json_true() : w == 1 ? json_false() : json_null();
+                    i += words[w].n;
+                    break;
+                }
+            }
+        }
+        /* a repeated key keeps the last value, as jansson's parser does */
+        if (v == NULL || json_object_set_new_nocheck(obj, key, v) != 0) goto decline;
+        first = false;
+        while (i < len && json_space(text[i]))
+            i++;
+        if (i >= len) goto decline;
+        if (text[i] == ',') {
+            i++;
+            continue;
+        }
+        if (text[i] != '}') goto decline;
+        i++;
+        break;
+    }
+    while (i < len && json_space(text[i]))
+        i++;
+    if (i == len) return obj;
+decline:
+    json_decref(obj);
+    return NULL;
+}
+
+json_t *codec_load(const char *text, size_t len, json_error_t *err) {
+    json_t *obj = fast_object(text, len);
+    return obj ? obj : json_loadb(text, len, 0, err);
+}
+
 /* Clears what a decoder owns of a command; ts_ns stays the gateway's. */
 static void command_reset(command *out, command_type type) {
     memset(&out->u, 0, sizeof out->u);

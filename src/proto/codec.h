@@ -209,6 +209,13 @@ bool codec_envelope_ok_close(json_text *t);
  *   a field of any other request -> 9003. Rules on values (volume range, price tick, amount > 0)
  *   are the engine's, which names the value in its own message. */
 
+/* json_loadb(text, len, 0, err), read without jansson's lexer for what requests nearly always
+ * are: one flat object of printable-ASCII strings without escapes, integers of up to 18 digits,
+ * plain decimals, true, false and null (jansson's parser was the largest cost of reading an
+ * order). Any other text (nesting, escapes, non-ASCII, exponents, syntax errors) goes to
+ * json_loadb, so the value, and any error, are always what jansson gives. */
+json_t *codec_load(const char *text, size_t len, json_error_t *err);
+
 /* Outcome of one field read (the codec_get_* helpers). */
 enum {
     CODEC_FIELD_ERROR = -1, /* wrong type, malformed, too long, or required and absent: see msg */

@@ -387,7 +387,8 @@ static bool digits15(double a, uint64_t *q_out, int *x_out) {
     double f = frexp(a, &e); /* a = f * 2^e, f in [0.5, 1) */
     uint64_t m = (uint64_t)ldexp(f, 53);
     int shift = 53 - e; /* a = m / 2^shift; 3 <= shift <= 67 in this range */
-    int x = (int)floor(log10(a));
+    /* a is in [2^(e-1), 2^e): its decimal exponent is this or one more (the loop finds out) */
+    int x = (int)floor((e - 1) * 0.30102999566398120);
     for (int tries = 0; tries < 3; tries++) {
         int k = 14 - x;
         if (k < 0 || k > 19) return false;
@@ -395,11 +396,11 @@ static bool digits15(double a, uint64_t *q_out, int *x_out) {
         unsigned __int128 q = n >> shift;
         unsigned __int128 rem = n - (q << shift), half = (unsigned __int128)1 << (shift - 1);
         if (rem > half || (rem == half && (q & 1))) q++;
-        if (q >= p10[15]) { /* log10 was low, or the rounding carried into a 16th digit */
+        if (q >= p10[15]) { /* the estimate was low, or the rounding carried to a 16th digit */
             x++;
             continue;
         }
-        if (q < p10[14]) { /* log10 was high */
+        if (q < p10[14]) { /* cannot happen with the estimate above; kept as a guard */
             x--;
             continue;
         }

@@ -842,7 +842,7 @@ static void query_str(session *s, const char *name, char *out, size_t cap) {
 static json_t *parse_body(session *s) {
     if (s->body_len == 0) return json_object();
     json_error_t err;
-    json_t *j = json_loadb(s->body, s->body_len, 0, &err);
+    json_t *j = codec_load(s->body, s->body_len, &err);
     if (j == NULL) {
         respond_error(s, 400, ERR_BAD_MESSAGE, "malformed JSON at line %d column %d: %s", err.line,
                       err.column, err.text);
@@ -2144,7 +2144,7 @@ static void ws_message(gateway *g, session *s, const char *text, size_t len) {
         return;
     }
     json_error_t err;
-    json_t *m = json_loadb(text, len, 0, &err);
+    json_t *m = codec_load(text, len, &err);
     if (m == NULL || !json_is_object(m)) {
         json_decref(m);
         ws_send_error(s, ERR_BAD_MESSAGE, "malformed JSON message: %s", err.text);

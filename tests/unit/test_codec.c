@@ -1317,6 +1317,94 @@ static void test_text_encoders_match_jansson(void) {
     engine_destroy(e);
 }
 
+/* codec_load and json_loadb agree on text (both fail, or give values with the same dump, which
+ * tells integers from reals and keeps member order). */
+static int load_differs(const char *text, size_t len) {
+    json_error_t e1, e2;
+    json_t *a = codec_load(text, len, &e1), *b = json_loadb(text, len, 0, &e2);
+    char *da = a ? json_dumps(a, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL;
+    char *db = b ? json_dumps(b, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL;
+    int bad = (a == NULL) != (b == NULL) || (a && (!da || !db || strcmp(da, db) != 0)) ||
+              (!a && strcmp(e1.text, e2.text) != 0);
+    if (bad)
+        fprintf(stderr, "  load %.*s:\n    codec_load %s\n    jansson    %s\n", (int)len, text,
+                da ? da : e1.text, db ? db : e2.text);
+    free(da);
+    free(db);
+    json_decref(a);
+    json_decref(b);
+    return bad;
+}
+
+static void test_load_matches_jansson(void) {
+    static const char *const texts[] = {
+        "{\"user_id\":\"B12\",\"instrument_id\":\"IF2501\",\"direction\":\"BUY\",\"offset\":"
+        "\"OPEN\",\"volume\":1,\"price\":3800.2,\"order_type\":\"LIMIT\",\"time_condition\":"
+        "\"IOC\"}",
+        "{\"type\":\"submit_order\",\"request_id\":\"r1\",\"volume\":1,\"price\":3799.8}",
+        "  {  \"a\" : 1 ,\n\t\"b\":\r\n-2.50 }  \n",
+        "{}",
+        "{ }",
+        "{\"a\":true,\"b\":false,\"c\":null}",
+        "{\"a\":1,\"a\":2}",
+        "{\"a\":0,\"b\":-0,\"c\":-0.0,\"d\":0.5,\"e\":123456789012345678}",
+        "{\"a\":1234567890123456789}",
+        "{\"a\":12345678901234567890123}",
+        "{\"a\":1e5}",
+        "{\"a\":1E-5}",
+        "{\"a\":01}",
+        "{\"a\":-}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":1.5.5}",
+        "{\"a\":0.1000000000000000055511151231257827}",
+        "{\"a\":1"
+        "00000000000000000000000000000000000000000000000000000000000000000000000.5}",
+        "{\"a\":\"x\\\"y\"}",
+        "{\"a\":\"\\u00e9\"}",
+        "{\"a\":\"\xc3\xa9\"}",
+        "{\"a\":\"\xc3\"}",
+        "{\"a\":\"\x7f\"}",
+        "{\"a\":\"tab\there\"}",
+        "{\"a\":{\"b\":1}}",
+        "{\"a\":[1,2]}",
+        "[1,2]",
+        "\"str\"",
+        "3",
+        "{\"a\":1,}",
+        "{,}",
+        "{\"a\" 1}",
+        "{\"a\":1",
+        "{\"a\":1}x",
+        "{\"a\":1}{}",
+        "{\"a\":tru}",
+        "{\"a\":truex}",
+        "{\"a\":nul",
+        "{\"\":1}",
+        "{a:1}",
+        "",
+        "   ",
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        bad += load_differs(texts[i], strlen(texts[i]));
+    /* every prefix of an order, and single-byte changes of it at every position */
+    const char *body = texts[0];
+    size_t n = strlen(body);
+    static const char swaps[] = "\"{}[],:. -+0123456789eEtfn\\\x01\x7f\xc3";
+    char buf[512];
+    for (size_t cut = 0; cut <= n; cut++)
+        bad += load_differs(body, cut);
+    for (size_t pos = 0; pos < n && bad < 10; pos++) {
+        for (size_t k = 0; k < sizeof swaps - 1; k++) {
+            memcpy(buf, body, n);
+            buf[pos] = swaps[k];
+            bad += load_differs(buf, n);
+        }
+    }
+    CHECK_INT(bad, 0);
+}
+
 int main(void) {
     RUN_TEST(test_order_encoding);
     RUN_TEST(test_trade_encoding);
@@ -1340,5 +1428,6 @@ int main(void) {
     RUN_TEST(test_text_reals_match_jansson);
     RUN_TEST(test_text_strings_and_ints_match_jansson);
     RUN_TEST(test_text_encoders_match_jansson);
+    RUN_TEST(test_load_matches_jansson);
     return CHECK_REPORT();
 }
