@@ -125,40 +125,50 @@ json_t *codec_position(const engine *e, const position *pos) {
     return jb_done(&b);
 }
 
-json_t *codec_order(const engine *e, const order *ord) {
+static void put_order_fields(json_builder *b, const engine *e, const order *ord) {
     const instrument *ins = engine_instrument_of(e, ord->instrument);
     const char *acc_id = account_id_of(e, ord->account);
     char exchange_order_id[QAEX_ID_LEN];
     engine_order_exchange_id(e, ord, exchange_order_id, sizeof exchange_order_id);
+    jb_str(b, "order_id", ord->order_id);
+    jb_str(b, "exchange_order_id", exchange_order_id);
+    jb_int(b, "seqno", (int64_t)ord->seq);
+    jb_str(b, "account_id", acc_id);
+    jb_str(b, "user_id", acc_id);
+    jb_str(b, "instrument_id", ins ? ins->spec.instrument_id : "");
+    jb_str(b, "exchange_id", ins ? ins->spec.exchange : "");
+    jb_str(b, "direction", direction_name(ord->direction));
+    jb_str(b, "offset", offset_name(ord->offset));
+    jb_str(b, "price_type", price_type_name(ord->price_type));
+    jb_str(b, "order_type", ord->price_type == PRICE_ANY ? "MARKET" : "LIMIT");
+    jb_real(b, "limit_price", ord->limit_price);
+    jb_real(b, "price", ord->limit_price);
+    jb_int(b, "volume_orign", ord->volume_orign);
+    jb_int(b, "volume", ord->volume_orign);
+    jb_int(b, "volume_left", ord->volume_left);
+    jb_int(b, "filled_volume", ord->volume_orign - ord->volume_left);
+    jb_str(b, "time_condition", time_condition_name(ord->time_condition));
+    jb_str(b, "volume_condition", volume_condition_name(ord->volume_condition));
+    jb_str(b, "status", order_status_name(ord->status));
+    jb_real(b, "frozen_margin", ord->frozen_margin);
+    jb_real(b, "frozen_commission", ord->frozen_commission);
+    jb_str(b, "last_msg", ord->last_msg);
+    jb_int(b, "insert_date_time", ms_of(ord->insert_ns));
+    jb_int(b, "submit_time", ms_of(ord->insert_ns));
+    jb_int(b, "update_time", ms_of(ord->update_ns));
+    jb_int(b, "towards", towards_of(ord->direction, ord->offset));
+}
+
+json_t *codec_order(const engine *e, const order *ord) {
     json_builder b = jb_new();
-    jb_str(&b, "order_id", ord->order_id);
-    jb_str(&b, "exchange_order_id", exchange_order_id);
-    jb_int(&b, "seqno", (int64_t)ord->seq);
-    jb_str(&b, "account_id", acc_id);
-    jb_str(&b, "user_id", acc_id);
-    jb_str(&b, "instrument_id", ins ? ins->spec.instrument_id : "");
-    jb_str(&b, "exchange_id", ins ? ins->spec.exchange : "");
-    jb_str(&b, "direction", direction_name(ord->direction));
-    jb_str(&b, "offset", offset_name(ord->offset));
-    jb_str(&b, "price_type", price_type_name(ord->price_type));
-    jb_str(&b, "order_type", ord->price_type == PRICE_ANY ? "MARKET" : "LIMIT");
-    jb_real(&b, "limit_price", ord->limit_price);
-    jb_real(&b, "price", ord->limit_price);
-    jb_int(&b, "volume_orign", ord->volume_orign);
-    jb_int(&b, "volume", ord->volume_orign);
-    jb_int(&b, "volume_left", ord->volume_left);
-    jb_int(&b, "filled_volume", ord->volume_orign - ord->volume_left);
-    jb_str(&b, "time_condition", time_condition_name(ord->time_condition));
-    jb_str(&b, "volume_condition", volume_condition_name(ord->volume_condition));
-    jb_str(&b, "status", order_status_name(ord->status));
-    jb_real(&b, "frozen_margin", ord->frozen_margin);
-    jb_real(&b, "frozen_commission", ord->frozen_commission);
-    jb_str(&b, "last_msg", ord->last_msg);
-    jb_int(&b, "insert_date_time", ms_of(ord->insert_ns));
-    jb_int(&b, "submit_time", ms_of(ord->insert_ns));
-    jb_int(&b, "update_time", ms_of(ord->update_ns));
-    jb_int(&b, "towards", towards_of(ord->direction, ord->offset));
+    put_order_fields(&b, e, ord);
     return jb_done(&b);
+}
+
+bool codec_order_text(json_text *t, const engine *e, const order *ord) {
+    json_builder b = jb_text(t);
+    put_order_fields(&b, e, ord);
+    return jb_end(&b);
 }
 
 static void put_trade_fields(json_builder *b, const engine *e, const trade *trd) {
@@ -370,6 +380,17 @@ json_t *codec_envelope_ok(json_t *data) {
     return jb_done(&b);
 }
 
+void codec_envelope_ok_open(json_text *t) {
+    static const char head[] = "{\"success\":true,\"data\":";
+    jt_raw(t, head, sizeof head - 1);
+}
+
+bool codec_envelope_ok_close(json_text *t) {
+    static const char tail[] = ",\"error\":null}";
+    jt_raw(t, tail, sizeof tail - 1);
+    return !t->failed;
+}
+
 json_t *codec_envelope_error(int code, const char *message) {
     json_builder err = jb_new();
     jb_int(&err, "code", code);
@@ -443,26 +464,51 @@ json_t *codec_ws_error(int code, const char *message) {
     return jb_done(&b);
 }
 
+void codec_put_ws_order_response(json_builder *b, int code, const char *order_id,
+                                 const char *message) {
+    jb_str(b, "type", "order_response");
+    jb_bool(b, "success", code == 0);
+    if (code == 0 && order_id)
+        jb_str(b, "order_id", order_id);
+    else
+        jb_null(b, "order_id");
+    if (code == 0) {
+        jb_null(b, "error_code");
+        jb_null(b, "error_message");
+        jb_str(b, "message", message && message[0] ? message : "Order submitted");
+    } else {
+        jb_int(b, "error_code", code);
+        jb_str(b, "error_message", message ? message : "");
+    }
+}
+
 json_t *codec_ws_order_response(int code, const char *order_id, const char *message) {
     json_builder b = jb_new();
-    jb_str(&b, "type", "order_response");
-    jb_bool(&b, "success", code == 0);
-    jb_put(&b, "order_id", code == 0 && order_id ? jb_string(order_id) : json_null());
-    jb_put(&b, "error_code", code == 0 ? json_null() : json_integer(code));
-    jb_put(&b, "error_message", code == 0 ? json_null() : jb_string(message ? message : ""));
-    if (code == 0) jb_str(&b, "message", message && message[0] ? message : "Order submitted");
+    codec_put_ws_order_response(&b, code, order_id, message);
     return jb_done(&b);
 }
 
+static void put_ws_order_status(json_builder *b, const order *ord) {
+    jb_str(b, "type", "order_status");
+    jb_str(b, "order_id", ord->order_id);
+    jb_str(b, "status", order_status_name(ord->status));
+    jb_int(b, "filled_volume", ord->volume_orign - ord->volume_left);
+    jb_int(b, "remaining_volume", ord->volume_left);
+    jb_int(b, "timestamp", ms_of(ord->update_ns));
+}
+
 json_t *codec_ws_order_status(const engine *e, const order *ord) {
+    (void)e;
     json_builder b = jb_new();
-    jb_str(&b, "type", "order_status");
-    jb_str(&b, "order_id", ord->order_id);
-    jb_str(&b, "status", order_status_name(ord->status));
-    jb_int(&b, "filled_volume", ord->volume_orign - ord->volume_left);
-    jb_int(&b, "remaining_volume", ord->volume_left);
-    jb_int(&b, "timestamp", ms_of(ord->update_ns));
+    put_ws_order_status(&b, ord);
     return jb_done(&b);
+}
+
+bool codec_ws_order_status_text(json_text *t, const engine *e, const order *ord) {
+    (void)e;
+    json_builder b = jb_text(t);
+    put_ws_order_status(&b, ord);
+    return jb_end(&b);
 }
 
 json_t *codec_ws_trade(const engine *e, const trade *trd) {
@@ -472,12 +518,28 @@ json_t *codec_ws_trade(const engine *e, const trade *trd) {
     return jb_done(&b);
 }
 
+bool codec_ws_trade_text(json_text *t, const engine *e, const trade *trd) {
+    json_builder b = jb_text(t);
+    jb_str(&b, "type", "trade");
+    put_trade_fields(&b, e, trd);
+    return jb_end(&b);
+}
+
 json_t *codec_ws_account_update(const engine *e, const account *acc, int64_t timestamp_ms) {
     json_builder b = jb_new();
     jb_str(&b, "type", "account_update");
     put_account_fields(&b, e, acc);
     jb_int(&b, "timestamp", timestamp_ms);
     return jb_done(&b);
+}
+
+bool codec_ws_account_update_text(json_text *t, const engine *e, const account *acc,
+                                  int64_t timestamp_ms) {
+    json_builder b = jb_text(t);
+    jb_str(&b, "type", "account_update");
+    put_account_fields(&b, e, acc);
+    jb_int(&b, "timestamp", timestamp_ms);
+    return jb_end(&b);
 }
 
 /* ==========================================================================================
@@ -751,6 +813,152 @@ int codec_parse_order(const json_t *body, order_request *out, char *msg, size_t 
     out->time_condition = (time_condition)tc;
     out->volume_condition = (volume_condition)vc;
     return 0;
+}
+
+/* ---- loading request text ---- */
+
+static bool json_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r'; /* jansson's whitespace */
+}
+
+/* A plain string at text[*i] (just after its opening quote): printable ASCII without escapes.
+ * Sets *start and *n and moves *i past the closing quote; false for anything else. */
+static bool fast_string(const char *text, size_t len, size_t *i, size_t *start, size_t *n) {
+    size_t j = *i;
+    while (j < len) {
+        unsigned char c = (unsigned char)text[j];
+        if (c == '"') break;
+        if (c < 0x20 || c >= 0x7F || c == '\\') return false;
+        j++;
+    }
+    if (j >= len) return false;
+    *start = *i;
+    *n = j - *i;
+    *i = j + 1;
+    return true;
+}
+
+/* A number at text[*i] as jansson reads it, for the forms it reads without doubt: -?(0|[1-9]d*)
+ * with at most 18 digits (an integer, strtoll cannot overflow) or followed by .d+ (a real,
+ * strtod as jansson calls it). Exponents and everything else: false. */
+static json_t *fast_number(const char *text, size_t len, size_t *i) {
+    size_t j = *i, digits = 0;
+    bool real = false;
+    if (j < len && text[j] == '-') j++;
+    if (j < len && text[j] == '0') {
+        j++;
+        digits = 1;
+    } else {
+        while (j < len && text[j] >= '0' && text[j] <= '9') {
+            j++;
+            digits++;
+        }
+    }
+    if (digits == 0) return NULL;
+    if (j < len && text[j] == '.') {
+        real = true;
+        size_t frac = 0;
+        for (j++; j < len && text[j] >= '0' && text[j] <= '9'; j++)
+            frac++;
+        if (frac == 0) return NULL;
+    }
+    /* what may follow a value in an object; anything else (e, E, a digit after 0) is jansson's */
+    if (j >= len || !(json_space(text[j]) || text[j] == ',' || text[j] == '}')) return NULL;
+    char buf[64];
+    size_t n = j - *i;
+    if (n >= sizeof buf || (!real && digits > 18)) return NULL;
+    memcpy(buf, text + *i, n);
+    buf[n] = '\0';
+    *i = j;
+    if (!real) return json_integer((json_int_t)strtoll(buf, NULL, 10));
+    errno = 0;
+    double d = strtod(buf, NULL);
+    if (errno == ERANGE || !isfinite(d)) return NULL; /* jansson reports these itself */
+    return json_real(d);
+}
+
+/* The flat object text holds, or NULL when the text is anything else (or memory ran out): the
+ * caller then asks jansson, so only text both read the same is taken here. */
+static json_t *fast_object(const char *text, size_t len) {
+    size_t i = 0;
+    while (i < len && json_space(text[i]))
+        i++;
+    if (i >= len || text[i] != '{') return NULL;
+    json_t *obj = json_object();
+    if (obj == NULL) return NULL;
+    i++;
+    bool first = true;
+    for (;;) {
+        while (i < len && json_space(text[i]))
+            i++;
+        if (i >= len) goto decline;
+        if (text[i] == '}' && first) {
+            i++;
+            break;
+        }
+        if (text[i] != '"') goto decline;
+        i++;
+        size_t ks, kn;
+        char key[128];
+        if (!fast_string(text, len, &i, &ks, &kn) || kn >= sizeof key) goto decline;
+        memcpy(key, text + ks, kn);
+        key[kn] = '\0';
+        while (i < len && json_space(text[i]))
+            i++;
+        if (i >= len || text[i] != ':') goto decline;
+        i++;
+        while (i < len && json_space(text[i]))
+            i++;
+        if (i >= len) goto decline;
+        json_t *v = NULL;
+        char c = text[i];
+        if (c == '"') {
+            size_t vs, vn;
+            i++;
+            if (!fast_string(text, len, &i, &vs, &vn)) goto decline;
+            v = json_stringn_nocheck(text + vs, vn);
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            v = fast_number(text, len, &i);
+        } else {
+            static const struct {
+                const char *word;
+                size_t n;
+            } words[] = {{"true", 4}, {"false", 5}, {"null", 4}};
+            for (int w = 0; w < 3; w++) {
+                if (len - i > words[w].n && memcmp(text + i, words[w].word, words[w].n) == 0) {
+                    char after = text[i + words[w].n];
+                    if (!(json_space(after) || after == ',' || after == '}')) break;
+                    v = w == 0 ? json_true() : w == 1 ? json_false() : json_null();
+                    i += words[w].n;
+                    break;
+                }
+            }
+        }
+        /* a repeated key keeps the last value, as jansson's parser does */
+        if (v == NULL || json_object_set_new_nocheck(obj, key, v) != 0) goto decline;
+        first = false;
+        while (i < len && json_space(text[i]))
+            i++;
+        if (i >= len) goto decline;
+        if (text[i] == ',') {
+            i++;
+            continue;
+        }
+        if (text[i] != '}') goto decline;
+        i++;
+        break;
+    }
+    while (i < len && json_space(text[i]))
+        i++;
+    if (i == len) return obj;
+decline:
+    json_decref(obj);
+    return NULL;
+}
+
+json_t *codec_load(const char *text, size_t len, json_error_t *err) {
+    json_t *obj = fast_object(text, len);
+    return obj ? obj : json_loadb(text, len, 0, err);
 }
 
 /* Clears what a decoder owns of a command; ts_ns stays the gateway's. */

@@ -21,6 +21,7 @@
 #define QAEX_PROTO_CODEC_H
 
 #include "engine/engine.h"
+#include "proto/json_builder.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -177,6 +178,25 @@ json_t *codec_ws_trade(const engine *e, const trade *trd);
 json_t *codec_ws_account_update(const engine *e, const account *acc, int64_t timestamp_ms);
 
 /* ------------------------------------------------------------------------------------------
+ * The hot messages written straight to JSON text (json_builder.h: jb_text)
+ * ------------------------------------------------------------------------------------------
+ * Each appends to t exactly the bytes json_dumps(JSON_COMPACT | JSON_REAL_PRECISION(15)) gives
+ * for the jansson encoder of the same name (the field lists are shared), without building the
+ * tree; false when t has failed (out of memory). */
+
+bool codec_order_text(json_text *t, const engine *e, const order *ord);
+bool codec_ws_order_status_text(json_text *t, const engine *e, const order *ord);
+bool codec_ws_trade_text(json_text *t, const engine *e, const trade *trd);
+bool codec_ws_account_update_text(json_text *t, const engine *e, const account *acc,
+                                  int64_t timestamp_ms);
+/* The members of codec_ws_order_response into any builder, so a caller can add its own. */
+void codec_put_ws_order_response(json_builder *b, int code, const char *order_id,
+                                 const char *message);
+/* codec_envelope_ok as text: `{"success":true,"data":` before the data, `,"error":null}` after. */
+void codec_envelope_ok_open(json_text *t);
+bool codec_envelope_ok_close(json_text *t);
+
+/* ------------------------------------------------------------------------------------------
  * Decoders: JSON -> engine commands (SPEC 5 leniency)
  * ------------------------------------------------------------------------------------------
  * - Enums are case-insensitive and ignore underscores ("Buy", "close_today", "market").
@@ -188,6 +208,13 @@ json_t *codec_ws_account_update(const engine *e, const account *acc, int64_t tim
  * - Error codes: the body is not a JSON object -> 9003; a field of an order or cancel -> 1008;
  *   a field of any other request -> 9003. Rules on values (volume range, price tick, amount > 0)
  *   are the engine's, which names the value in its own message. */
+
+/* json_loadb(text, len, 0, err), read without jansson's lexer for what requests nearly always
+ * are: one flat object of printable-ASCII strings without escapes, integers of up to 18 digits,
+ * plain decimals, true, false and null (jansson's parser was the largest cost of reading an
+ * order). Any other text (nesting, escapes, non-ASCII, exponents, syntax errors) goes to
+ * json_loadb, so the value, and any error, are always what jansson gives. */
+json_t *codec_load(const char *text, size_t len, json_error_t *err);
 
 /* Outcome of one field read (the codec_get_* helpers). */
 enum {

@@ -93,20 +93,34 @@ static void flush_wake(service *s) {
     if (s->wake && atomic_exchange(&s->wake_pending, 1) == 0) s->wake(s->wake_ctx);
 }
 
-/* Encodes and frees `json`; a failed encoding becomes an internal error reply. */
-static void send_json(service *s, const request *rq, reply_kind kind, int status, json_t *json) {
-    reply r = {.conn_id = rq->conn_id, .kind = kind, .status = status};
-    r.body = json ? json_dumps(json, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
-    json_decref(json);
+/* Sends body (malloc'ed, len bytes; taken); NULL, a failed encoding, becomes an internal error
+ * reply. */
+static void send_body(service *s, const request *rq, reply_kind kind, int status, char *body,
+                      size_t len) {
+    reply r = {.conn_id = rq->conn_id, .kind = kind, .status = status, .body = body, .len = len};
     if (r.body == NULL) {
         static const char oom[] = "{\"success\":false,\"data\":null,\"error\":{\"code\":5003,"
                                   "\"message\":\"could not encode the response\"}}";
         r.body = strdup(oom);
         r.status = 500;
         if (r.body == NULL) return;
+        r.len = strlen(r.body);
     }
-    r.len = strlen(r.body);
     deliver(s, &r);
+}
+
+/* Encodes and frees `json`; a failed encoding becomes an internal error reply. */
+static void send_json(service *s, const request *rq, reply_kind kind, int status, json_t *json) {
+    char *body = json ? json_dumps(json, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    json_decref(json);
+    send_body(s, rq, kind, status, body, body ? strlen(body) : 0);
+}
+
+/* Sends the text t holds (t is left empty); a failed one becomes an internal error reply. */
+static void send_text(service *s, const request *rq, reply_kind kind, int status, json_text *t) {
+    size_t len;
+    char *body = jt_take(t, &len);
+    send_body(s, rq, kind, status, body, len);
 }
 
 static void reply_internal(service *s, const request *rq, json_t *body) {
@@ -146,11 +160,9 @@ static reply *pending_add(service *s) {
     return r;
 }
 
-static void queue_push(service *s, reply_kind kind, uint32_t channel, const char *topic,
-                       json_t *msg) {
-    if (msg == NULL) return;
-    char *body = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15));
-    json_decref(msg);
+/* Queues body (malloc'ed, len bytes; taken) as a push sent after the command's response. */
+static void queue_body(service *s, reply_kind kind, uint32_t channel, const char *topic, char *body,
+                       size_t len) {
     if (body == NULL) return;
     reply *r = pending_add(s);
     if (r == NULL) {
@@ -161,7 +173,24 @@ static void queue_push(service *s, reply_kind kind, uint32_t channel, const char
     r->channel = channel;
     snprintf(r->topic, sizeof r->topic, "%s", topic);
     r->body = body;
-    r->len = strlen(body);
+    r->len = len;
+}
+
+static void queue_push(service *s, reply_kind kind, uint32_t channel, const char *topic,
+                       json_t *msg) {
+    if (msg == NULL) return;
+    char *body = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(msg);
+    queue_body(s, kind, channel, topic, body, body ? strlen(body) : 0);
+}
+
+/* The hot pushes (order_status, trade, account_update: several per order) are written straight
+ * to text by the codec instead of through a jansson tree; t is left empty. */
+static void queue_push_text(service *s, reply_kind kind, uint32_t channel, const char *topic,
+                            json_text *t) {
+    size_t len;
+    char *body = jt_take(t, &len);
+    queue_body(s, kind, channel, topic, body, len);
 }
 
 /* The notification feed's sink: one push per notification, after the command's response. */
@@ -389,14 +418,20 @@ static void on_event(void *ctx, const engine_event *ev) {
     switch (ev->type) {
         case EV_ORDER: {
             const order *o = ev->order;
-            queue_push(s, REPLY_PUSH_ACCOUNT, CHANNEL_ORDER,
-                       engine_account_of(e, o->account)->account_id, codec_ws_order_status(e, o));
+            json_text text;
+            jt_init(&text);
+            codec_ws_order_status_text(&text, e, o);
+            queue_push_text(s, REPLY_PUSH_ACCOUNT, CHANNEL_ORDER,
+                            engine_account_of(e, o->account)->account_id, &text);
             break;
         }
         case EV_TRADE: {
             const trade *t = ev->trade;
-            queue_push(s, REPLY_PUSH_ACCOUNT, CHANNEL_TRADE,
-                       engine_account_of(e, t->account)->account_id, codec_ws_trade(e, t));
+            json_text text;
+            jt_init(&text);
+            codec_ws_trade_text(&text, e, t);
+            queue_push_text(s, REPLY_PUSH_ACCOUNT, CHANNEL_TRADE,
+                            engine_account_of(e, t->account)->account_id, &text);
             if (t->is_taker && market) {
                 /* the public print, once per match, for the instrument's trade channel */
                 const instrument *ins = engine_instrument_of(e, t->instrument);
@@ -409,10 +444,13 @@ static void on_event(void *ctx, const engine_event *ev) {
             }
             break;
         }
-        case EV_ACCOUNT:
-            queue_push(s, REPLY_PUSH_ACCOUNT, CHANNEL_ACCOUNT, ev->account->account_id,
-                       codec_ws_account_update(e, ev->account, ms_of(s->now_ns)));
+        case EV_ACCOUNT: {
+            json_text text;
+            jt_init(&text);
+            codec_ws_account_update_text(&text, e, ev->account, ms_of(s->now_ns));
+            queue_push_text(s, REPLY_PUSH_ACCOUNT, CHANNEL_ACCOUNT, ev->account->account_id, &text);
             break;
+        }
         case EV_BOOK: {
             if (!market) break;
             json_t *m = codec_orderbook(ev->instrument, BOOK_PUSH_DEPTH, s->now_ns);
@@ -1232,16 +1270,29 @@ static void handle_command(service *s, const request *rq) {
             break;
         }
         case ROUTE_ORDER_SUBMIT:
-        case ROUTE_ORDER_CANCEL:
-            http_ok(s, rq, codec_order(e, o));
+        case ROUTE_ORDER_CANCEL: {
+            /* the busiest answers: written as text, the same bytes as http_ok(codec_order) */
+            json_text text;
+            jt_init(&text);
+            codec_envelope_ok_open(&text);
+            codec_order_text(&text, e, o);
+            codec_envelope_ok_close(&text);
+            send_text(s, rq, REPLY_HTTP, 200, &text);
             break;
+        }
         case ROUTE_WS_SUBMIT:
         case ROUTE_WS_CANCEL: {
-            json_t *m = codec_ws_order_response(0, o->order_id,
-                                                rq->route == ROUTE_WS_SUBMIT ? "Order submitted"
-                                                                             : "Order cancelled");
-            if (m) json_object_set_new(m, "status", json_string(order_status_name(o->status)));
-            ws_send(s, rq, m);
+            /* as ws_send(codec_ws_order_response + status), written as text */
+            json_text text;
+            jt_init(&text);
+            json_builder b = jb_text(&text);
+            codec_put_ws_order_response(&b, 0, o->order_id,
+                                        rq->route == ROUTE_WS_SUBMIT ? "Order submitted"
+                                                                     : "Order cancelled");
+            jb_str(&b, "status", order_status_name(o->status));
+            if (rq->req_id[0]) jb_str(&b, "request_id", rq->req_id);
+            jb_end(&b);
+            send_text(s, rq, REPLY_WS, 200, &text);
             break;
         }
         default:
@@ -1300,9 +1351,12 @@ static void watch_risk(service *s) {
     flush_wake(s);
 }
 
+#define WAKE_EVERY 64
+
 static void *service_main(void *arg) {
     service *s = arg;
     request rq;
+    unsigned since_wake = 0;
     for (;;) {
         struct timespec deadline;
         clock_gettime(CLOCK_REALTIME, &deadline);
@@ -1329,8 +1383,15 @@ static void *service_main(void *arg) {
         tick_clock(s); /* a steady stream of queries must not hold bars open */
         watch_risk(s);
         if (s->p) persistence_tick(s->p, s->e, 0);
-        /* wake the I/O thread once the burst of work is done */
-        if (spsc_size(&s->in) == 0) flush_wake(s);
+        /* wake the I/O thread once the burst of work is done, and every WAKE_EVERY requests
+         * within a long burst: woken only at its end, the I/O thread slept while the engine
+         * worked through a burst and the engine slept while the I/O thread sent the replies,
+         * the two alternating instead of overlapping. A wake-up already pending costs nothing
+         * more, so this is at most one per drain of the I/O thread. */
+        if (spsc_size(&s->in) == 0 || ++since_wake >= WAKE_EVERY) {
+            flush_wake(s);
+            since_wake = 0;
+        }
     }
     flush_wake(s);
     return NULL;

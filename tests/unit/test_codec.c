@@ -1065,6 +1065,346 @@ static void test_field_helpers(void) {
     CHECK_INT(codec_parse_direction("", &v), -1);
 }
 
+/* ---- JSON text written directly (json_builder.h: jb_text) ---- */
+
+/* What the server sends for a jansson value: the flags of service.c and gateway.c. */
+static char *dump15(const json_t *v) {
+    return json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
+}
+
+/* The text t holds (taken) equals the jansson dump of want (released). */
+static int text_differs(json_text *t, json_t *want, const char *what) {
+    char *expected = want ? dump15(want) : NULL;
+    json_decref(want);
+    size_t len = 0;
+    char *got = jt_take(t, &len);
+    int bad = expected == NULL || got == NULL || strcmp(expected, got) != 0 || len != strlen(got);
+    if (bad)
+        fprintf(stderr, "  %s:\n    jansson %s\n    text    %s\n", what,
+                expected ? expected : "(null)", got ? got : "(null)");
+    free(expected);
+    free(got);
+    return bad;
+}
+
+static int real_differs(double v) {
+    json_text t;
+    jt_init(&t);
+    jt_real(&t, v);
+    char what[64];
+    snprintf(what, sizeof what, "real %.17g", v);
+    return text_differs(&t, jb_real_value(v), what);
+}
+
+static uint64_t xorshift_state = 0x9E3779B97F4A7C15ULL;
+static uint64_t xorshift(void) {
+    xorshift_state ^= xorshift_state << 13;
+    xorshift_state ^= xorshift_state >> 7;
+    xorshift_state ^= xorshift_state << 17;
+    return xorshift_state;
+}
+
+static void test_text_reals_match_jansson(void) {
+    static const double fixed[] = {0.0,
+                                   -0.0,
+                                   1.0,
+                                   -1.0,
+                                   0.1,
+                                   0.1 + 0.2,
+                                   3800.2,
+                                   3799.8000000000002,
+                                   1e12,
+                                   999999999999999.0,
+                                   1e15,
+                                   -1e15,
+                                   1e15 + 2,
+                                   123456789012345.6,
+                                   12345678901234.56,
+                                   1e16,
+                                   1.5e300,
+                                   1e-4,
+                                   0.00012345,
+                                   0.000123456789,
+                                   9.99999999999999e-5,
+                                   1e-5,
+                                   -2.5e-7,
+                                   5e-324,
+                                   1.7976931348623157e308,
+                                   0.30000000000000004,
+                                   2.0 / 3.0,
+                                   100.0 / 7.0,
+                                   1234567.891,
+                                   4.35,
+                                   0.5,
+                                   9007199254740993.0,
+                                   1e9 + 0.5,
+                                   100000000000000.5,
+                                   100000000000001.5,
+                                   123456789012345.5,
+                                   999999999999999.5,
+                                   99999999999999.95,
+                                   9.999999999999995,
+                                   0.00099999999999999995,
+                                   0.123456789,
+                                   0.1234567891,
+                                   HUGE_VAL,
+                                   -HUGE_VAL,
+                                   NAN};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        bad += real_differs(fixed[i]);
+    /* decimals with 0..12 places over many magnitudes, their sums and products (money from
+     * prices, volumes and rates), and arbitrary bit patterns */
+    for (int i = 0; i < 200000 && bad < 10; i++) {
+        uint64_t r = xorshift();
+        double v;
+        switch (i % 6) {
+            case 5: /* exact ties at the 16th digit: printf rounds them to even */
+                v = (double)(100000000000000ULL + r % 900000000000000ULL) + 0.5;
+                break;
+            case 0:
+                v = (double)(int64_t)(r % 2000000000000000ULL) / pow(10, (double)((r >> 59) % 13));
+                break;
+            case 1:
+                v = (double)(r % 100000) / 10.0 * (double)(1 + (r >> 40) % 300) * 0.0001 * 200;
+                break;
+            case 2:
+                v = (double)(r % 1000000) / 100.0 + (double)((r >> 20) % 1000000) / 1000.0;
+                break;
+            case 3: {
+                memcpy(&v, &r, sizeof v);
+                break;
+            }
+            default:
+                v = (double)(r % 100000000) * pow(10, (double)((int)((r >> 56) % 40) - 20));
+                break;
+        }
+        if (r & 1) v = -v;
+        bad += real_differs(v);
+    }
+    CHECK_INT(bad, 0);
+}
+
+static void test_text_strings_and_ints_match_jansson(void) {
+    static const char *const strings[] = {
+        "",
+        "plain",
+        "quote \" backslash \\ slash /",
+        "\b\f\n\r\t\x01\x1f\x7f end",
+        "资金不足: 余额 100",
+        "emoji \xF0\x9F\x98\x80",
+        "bad \xC3\x28 byte",
+        "lone \x80 continuation",
+        "overlong \xC0\xAF",
+        "surrogate \xED\xA0\x80",
+        "cut at the end \xE8\xB5",
+        "\xFF\xFE",
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        json_text t;
+        jt_init(&t);
+        jt_string(&t, strings[i]);
+        bad += text_differs(&t, jb_string(strings[i]), strings[i]);
+    }
+    static const int64_t ints[] = {0, 1, -1, 9, 10, -10, 1735783200000, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        json_text t;
+        jt_init(&t);
+        jt_int(&t, ints[i]);
+        bad += text_differs(&t, json_integer((json_int_t)ints[i]), "integer");
+    }
+    /* a builder: every kind of member, a nested value through jb_put, a long object that
+     * outgrows the first buffer */
+    json_text t;
+    jt_init(&t);
+    json_builder tb = jb_text(&t), jb = jb_new();
+    json_builder *both[] = {&tb, &jb};
+    for (int k = 0; k < 2; k++) {
+        json_builder *b = both[k];
+        jb_str(b, "s", "x\"y");
+        jb_null(b, "n");
+        jb_date(b, "d0", "");
+        jb_date(b, "d1", "2025-01-02");
+        jb_bool(b, "t", true);
+        jb_bool(b, "f", false);
+        jb_int(b, "i", -42);
+        jb_real(b, "r", 3800.2);
+        jb_real(b, "inf", INFINITY);
+        jb_put(b, "nested", json_pack("{s:[i,f,s]}", "a", 1, 2.5, "z"));
+        for (int i = 0; i < 100; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "k%d", i);
+            jb_real(b, key, i / 3.0);
+        }
+    }
+    CHECK(jb_end(&tb));
+    bad += text_differs(&t, jb_done(&jb), "builder");
+    CHECK_INT(bad, 0);
+
+    /* a failed text gives nothing back and holds nothing (ASan checks the leak) */
+    jt_init(&t);
+    jt_raw(&t, "{", 1);
+    t.failed = true;
+    jt_raw(&t, "}", 1);
+    size_t len = 99;
+    CHECK(jt_take(&t, &len) == NULL);
+    CHECK_INT(len, 0);
+    CHECK(t.buf == NULL);
+}
+
+/* Every order, trade and account of a trading session: the text encoders give the bytes the
+ * jansson encoders give after json_dumps. */
+static void test_text_encoders_match_jansson(void) {
+    static const char *const accounts[] = {"a0", "a1", "a2", "a3", "用户4", "a\"5"};
+    engine *e = fx_engine(accounts, 6, 1234567.89);
+    engine_result r;
+    /* resting orders at odd prices, crossing orders, IOC remainders cancelled, closes */
+    for (int i = 0; i < 120; i++) {
+        const char *acc = accounts[i % 6];
+        direction d = i % 2 ? DIR_SELL : DIR_BUY;
+        double price = 100.0 + (double)(i % 7) * 0.5 * (d == DIR_BUY ? -1 : 1) +
+                       (i % 3 == 0 ? (d == DIR_BUY ? 1.5 : -1.5) : 0);
+        time_condition tc = i % 5 == 0 ? TC_IOC : TC_GFD;
+        offset o = i > 60 && i % 4 == 1 ? OFFSET_CLOSE : OFFSET_OPEN;
+        fx_order_full(e, acc, "IX2401", d, o, price, 1 + i % 4, PRICE_LIMIT, tc, VC_ANY, NULL, &r);
+        if (i % 11 == 0 && r.order != SLOT_NONE) {
+            const order *placed = engine_order_at(e, r.order);
+            fx_cancel(e, acc, placed->order_id, NULL);
+        }
+    }
+    /* a refused order leaves its message in last_msg */
+    fx_order(e, "a0", "IX2401", DIR_BUY, OFFSET_OPEN, 100.05, 1, &r);
+    int bad = 0, orders = 0, trades = 0;
+    for (uint32_t i = 0; i < engine_account_count(e); i++) {
+        const account *a = engine_account_at(e, i);
+        json_text t;
+        jt_init(&t);
+        codec_ws_account_update_text(&t, e, a, 1735783200123LL);
+        bad += text_differs(&t, codec_ws_account_update(e, a, 1735783200123LL), "account_update");
+        for (const order *o = engine_order_first(e, a); o; o = engine_order_next(e, o)) {
+            orders++;
+            jt_init(&t);
+            codec_envelope_ok_open(&t);
+            codec_order_text(&t, e, o);
+            CHECK(codec_envelope_ok_close(&t));
+            bad += text_differs(&t, codec_envelope_ok(codec_order(e, o)), "order");
+            jt_init(&t);
+            CHECK(codec_ws_order_status_text(&t, e, o));
+            bad += text_differs(&t, codec_ws_order_status(e, o), "order_status");
+        }
+        for (const trade *td = engine_trade_first(e, a); td; td = engine_trade_next(e, td)) {
+            trades++;
+            jt_init(&t);
+            CHECK(codec_ws_trade_text(&t, e, td));
+            bad += text_differs(&t, codec_ws_trade(e, td), "trade");
+        }
+    }
+    CHECK(orders > 100);
+    CHECK(trades > 20);
+    /* order_response, accepted and refused */
+    for (int code = 0; code <= 1001; code += 1001) {
+        json_text t;
+        jt_init(&t);
+        json_builder b = jb_text(&t);
+        codec_put_ws_order_response(&b, code, "O123", code ? "资金不足" : "Order submitted");
+        CHECK(jb_end(&b));
+        bad += text_differs(
+            &t, codec_ws_order_response(code, "O123", code ? "资金不足" : "Order submitted"),
+            "order_response");
+    }
+    CHECK_INT(bad, 0);
+    engine_destroy(e);
+}
+
+/* codec_load and json_loadb agree on text (both fail, or give values with the same dump, which
+ * tells integers from reals and keeps member order). */
+static int load_differs(const char *text, size_t len) {
+    json_error_t e1, e2;
+    json_t *a = codec_load(text, len, &e1), *b = json_loadb(text, len, 0, &e2);
+    char *da = a ? json_dumps(a, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL;
+    char *db = b ? json_dumps(b, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL;
+    int bad = (a == NULL) != (b == NULL) || (a && (!da || !db || strcmp(da, db) != 0)) ||
+              (!a && strcmp(e1.text, e2.text) != 0);
+    if (bad)
+        fprintf(stderr, "  load %.*s:\n    codec_load %s\n    jansson    %s\n", (int)len, text,
+                da ? da : e1.text, db ? db : e2.text);
+    free(da);
+    free(db);
+    json_decref(a);
+    json_decref(b);
+    return bad;
+}
+
+static void test_load_matches_jansson(void) {
+    static const char *const texts[] = {
+        "{\"user_id\":\"B12\",\"instrument_id\":\"IF2501\",\"direction\":\"BUY\",\"offset\":"
+        "\"OPEN\",\"volume\":1,\"price\":3800.2,\"order_type\":\"LIMIT\",\"time_condition\":"
+        "\"IOC\"}",
+        "{\"type\":\"submit_order\",\"request_id\":\"r1\",\"volume\":1,\"price\":3799.8}",
+        "  {  \"a\" : 1 ,\n\t\"b\":\r\n-2.50 }  \n",
+        "{}",
+        "{ }",
+        "{\"a\":true,\"b\":false,\"c\":null}",
+        "{\"a\":1,\"a\":2}",
+        "{\"a\":0,\"b\":-0,\"c\":-0.0,\"d\":0.5,\"e\":123456789012345678}",
+        "{\"a\":1234567890123456789}",
+        "{\"a\":12345678901234567890123}",
+        "{\"a\":1e5}",
+        "{\"a\":1E-5}",
+        "{\"a\":01}",
+        "{\"a\":-}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":1.5.5}",
+        "{\"a\":0.1000000000000000055511151231257827}",
+        "{\"a\":1"
+        "00000000000000000000000000000000000000000000000000000000000000000000000.5}",
+        "{\"a\":\"x\\\"y\"}",
+        "{\"a\":\"\\u00e9\"}",
+        "{\"a\":\"\xc3\xa9\"}",
+        "{\"a\":\"\xc3\"}",
+        "{\"a\":\"\x7f\"}",
+        "{\"a\":\"tab\there\"}",
+        "{\"a\":{\"b\":1}}",
+        "{\"a\":[1,2]}",
+        "[1,2]",
+        "\"str\"",
+        "3",
+        "{\"a\":1,}",
+        "{,}",
+        "{\"a\" 1}",
+        "{\"a\":1",
+        "{\"a\":1}x",
+        "{\"a\":1}{}",
+        "{\"a\":tru}",
+        "{\"a\":truex}",
+        "{\"a\":nul",
+        "{\"\":1}",
+        "{a:1}",
+        "",
+        "   ",
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        bad += load_differs(texts[i], strlen(texts[i]));
+    /* every prefix of an order, and single-byte changes of it at every position */
+    const char *body = texts[0];
+    size_t n = strlen(body);
+    static const char swaps[] = "\"{}[],:. -+0123456789eEtfn\\\x01\x7f\xc3";
+    char buf[512];
+    for (size_t cut = 0; cut <= n; cut++)
+        bad += load_differs(body, cut);
+    for (size_t pos = 0; pos < n && bad < 10; pos++) {
+        for (size_t k = 0; k < sizeof swaps - 1; k++) {
+            memcpy(buf, body, n);
+            buf[pos] = swaps[k];
+            bad += load_differs(buf, n);
+        }
+    }
+    CHECK_INT(bad, 0);
+}
+
 int main(void) {
     RUN_TEST(test_order_encoding);
     RUN_TEST(test_trade_encoding);
@@ -1085,5 +1425,9 @@ int main(void) {
     RUN_TEST(test_parse_open_account);
     RUN_TEST(test_parse_transfer);
     RUN_TEST(test_field_helpers);
+    RUN_TEST(test_text_reals_match_jansson);
+    RUN_TEST(test_text_strings_and_ints_match_jansson);
+    RUN_TEST(test_text_encoders_match_jansson);
+    RUN_TEST(test_load_matches_jansson);
     return CHECK_REPORT();
 }
