@@ -15,48 +15,82 @@
 const char *const history_table_names[] = {"orders",    "trades", "accounts", "settlements",
                                            "transfers", "ticks",  "klines",   NULL};
 
+/* Schema version 2 (issue #8 performance work). What each choice buys:
+ *  - The tables keyed by a natural key are WITHOUT ROWID, clustered on that key: one b-tree per
+ *    table instead of a rowid table plus the key's separate unique index, so every insert
+ *    touches one b-tree fewer. The keys start with a column that grows with the journal
+ *    (trade_id "T<20 digits>", order_id "O<20 digits>", tick time) so inserts land at the right
+ *    edge of the tree. Every natural key keeps its columns: INSERT OR IGNORE still de-duplicates
+ *    the records of a command replayed after a crash.
+ *  - orders has no index by account: no query the server runs reads orders by account, and with
+ * 1,000 accounts each insert into it dirtied a different page: dropping it took the writer from
+ * ~125,000 to ~235,000 rows/s (docs/BENCHMARKS.md, "History store"). Ad-hoc SQL on orders by
+ * account scans the table.
+ *  - trades_account_cover covers volume, commission and close_profit: the trades page's COUNT/SUM
+ *    totals for an account (and the server's close_profit sum) are an index-only range scan instead
+ * of one table page per trade (the trades of many accounts are interleaved in time, so the table
+ * pages are all different).
+ *  - trades_instrument_dir(instrument_id, direction, price, volume) serves the per-instrument,
+ *    per-side GROUP BY reports in index order, without reading the table or sorting.
+ * Files created with version 1 keep their rowid tables; history_open rebuilds their indexes to
+ * version 2's (see migrate_v1). */
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 1), ('last_seq', 0);"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 2), ('last_seq', 0);"
     "CREATE TABLE IF NOT EXISTS orders("
     " order_id TEXT NOT NULL, account_id TEXT NOT NULL, instrument_id TEXT NOT NULL,"
     " direction TEXT, \"offset\" TEXT, price_type TEXT, limit_price REAL,"
     " volume_orign INTEGER, volume_left INTEGER NOT NULL, status TEXT NOT NULL,"
     " ts_ns INTEGER NOT NULL, journal_seq INTEGER NOT NULL,"
-    " UNIQUE(order_id, journal_seq, status, volume_left));"
-    "CREATE INDEX IF NOT EXISTS orders_account_ts ON orders(account_id, ts_ns);"
+    " PRIMARY KEY(order_id, journal_seq, status, volume_left)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS trades("
-    " trade_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, exchange_trade_id TEXT,"
+    " trade_id TEXT NOT NULL PRIMARY KEY, order_id TEXT NOT NULL, exchange_trade_id TEXT,"
     " account_id TEXT NOT NULL, instrument_id TEXT NOT NULL, direction TEXT, \"offset\" TEXT,"
     " price REAL NOT NULL, volume INTEGER NOT NULL, commission REAL, close_profit REAL,"
     " is_taker INTEGER, ts_ns INTEGER NOT NULL, trading_day TEXT,"
-    " journal_seq INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS trades_account_ts ON trades(account_id, ts_ns, trade_id);"
+    " journal_seq INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS trades_account_cover"
+    " ON trades(account_id, ts_ns, trade_id, volume, commission, close_profit);"
     "CREATE INDEX IF NOT EXISTS trades_instrument_ts ON trades(instrument_id, ts_ns, trade_id);"
+    "CREATE INDEX IF NOT EXISTS trades_instrument_dir"
+    " ON trades(instrument_id, direction, price, volume);"
     "CREATE TABLE IF NOT EXISTS accounts("
     " account_id TEXT NOT NULL, ts_ns INTEGER NOT NULL, trading_day TEXT,"
     " balance REAL, available REAL, margin REAL, position_profit REAL, close_profit REAL,"
     " commission REAL, risk_ratio REAL, reason TEXT NOT NULL, journal_seq INTEGER NOT NULL,"
-    " PRIMARY KEY(account_id, ts_ns, reason));"
+    " PRIMARY KEY(account_id, ts_ns, reason)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS accounts_day ON accounts(account_id, trading_day, ts_ns);"
     "CREATE TABLE IF NOT EXISTS settlements("
     " settlement_date TEXT PRIMARY KEY, ts_ns INTEGER NOT NULL, total_accounts INTEGER,"
     " settled_accounts INTEGER, failed_accounts INTEGER, force_closed_accounts TEXT,"
     " total_commission REAL, total_profit REAL, journal_seq INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS transfers("
-    " txn_id TEXT PRIMARY KEY, account_id TEXT NOT NULL, kind TEXT NOT NULL, amount REAL,"
-    " balance_before REAL, balance_after REAL, status TEXT, method TEXT,"
-    " ts_ns INTEGER NOT NULL, trading_day TEXT, journal_seq INTEGER NOT NULL);"
+    " txn_id TEXT NOT NULL PRIMARY KEY, account_id TEXT NOT NULL, kind TEXT NOT NULL,"
+    " amount REAL, balance_before REAL, balance_after REAL, status TEXT, method TEXT,"
+    " ts_ns INTEGER NOT NULL, trading_day TEXT, journal_seq INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS transfers_account_ts ON transfers(account_id, ts_ns);"
     "CREATE TABLE IF NOT EXISTS ticks("
     " instrument_id TEXT NOT NULL, ts_ns INTEGER NOT NULL, price REAL, volume INTEGER,"
     " open_interest INTEGER, journal_seq INTEGER NOT NULL,"
-    " UNIQUE(instrument_id, ts_ns, journal_seq));"
+    " PRIMARY KEY(instrument_id, ts_ns, journal_seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS klines("
     " instrument_id TEXT NOT NULL, period_s INTEGER NOT NULL, start_ms INTEGER NOT NULL,"
     " open REAL, high REAL, low REAL, close REAL, volume INTEGER, amount REAL,"
     " open_oi INTEGER, close_oi INTEGER, journal_seq INTEGER NOT NULL,"
-    " PRIMARY KEY(instrument_id, period_s, start_ms));";
+    " PRIMARY KEY(instrument_id, period_s, start_ms)) WITHOUT ROWID;";
+
+/* A version 1 file: its tables stay as they are (same columns, same natural keys); the trades
+ * indexes become version 2's. Runs once, in one transaction, before the schema script. */
+static const char *const migrate_v1_sql =
+    "BEGIN IMMEDIATE;"
+    "DROP INDEX IF EXISTS orders_account_ts;"
+    "DROP INDEX IF EXISTS trades_account_ts;"
+    "CREATE INDEX IF NOT EXISTS trades_account_cover"
+    " ON trades(account_id, ts_ns, trade_id, volume, commission, close_profit);"
+    "CREATE INDEX IF NOT EXISTS trades_instrument_dir"
+    " ON trades(instrument_id, direction, price, volume);"
+    "UPDATE meta SET value = 2 WHERE key = 'schema_version';"
+    "COMMIT;";
 
 enum history_kind {
     HK_ORDER = 0,
@@ -370,8 +404,7 @@ static int write_batch(history_store *h, uint64_t start, size_t n, uint64_t appl
         sqlite3_stmt *st = h->ins[e->kind];
         bind_entry(st, e);
         rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
+        sqlite3_reset(st); /* every parameter is bound again for the next record */
         if (rc != SQLITE_DONE) {
             note_error(h, "insert", rc);
             sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
@@ -540,8 +573,8 @@ history_store *history_open(const char *path, const history_options *opts, char 
         return NULL;
     }
     snprintf(h->path, sizeof h->path, "%s", path);
-    h->opt.queue_capacity = 65536;
-    h->opt.batch_max = 10000;
+    h->opt.queue_capacity = 131072;
+    h->opt.batch_max = 32768;
     h->opt.batch_ms = 50;
     h->opt.submit_timeout_ms = 1000;
     if (opts) {
@@ -583,11 +616,33 @@ history_store *history_open(const char *path, const history_options *opts, char 
         destroy(h);
         return NULL;
     }
+    /* synchronous=NORMAL in WAL mode: a commit appends its frames to the WAL without fsync; the
+     * WAL is synced only before a checkpoint copies it into the database. Safe for exactly-once
+     * because the catch-up marker (meta.last_seq) is written in the same transaction as the rows
+     * it covers, and a WAL transaction is all-or-nothing: after kill -9 every committed frame is
+     * in the OS page cache and is read back; after a power loss the WAL's checksums end the log
+     * at the last intact commit, so the marker and its rows are lost together and the server
+     * replays them from the journal. It never runs ahead of the rows. (OFF would also skip the
+     * sync before a checkpoint, and a power loss during one could corrupt the file.)
+     * The checkpoint threshold is 16,384 pages (64 MiB): the writer dirties roughly one leaf per
+     * account per index in each batch, and a checkpoint every few batches would copy and fsync
+     * the same pages again and again. */
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(h->db,
-                          "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; PRAGMA "
-                          "mmap_size=268435456; PRAGMA wal_autocheckpoint=8192;",
+                          "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-131072; PRAGMA "
+                          "mmap_size=268435456; PRAGMA wal_autocheckpoint=65536;",
                           NULL, NULL, NULL);
+    if (rc == SQLITE_OK &&
+        query_i64(h->db, "SELECT value FROM meta WHERE key='schema_version'", 0) == 1) {
+        rc = sqlite3_exec(h->db, migrate_v1_sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            set_err(err, errlen, "history: %s: cannot upgrade the schema: %s", path,
+                    sqlite3_errmsg(h->db));
+            sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+            destroy(h);
+            return NULL;
+        }
+    }
     if (rc == SQLITE_OK) rc = sqlite3_exec(h->db, schema_sql, NULL, NULL, NULL);
     for (int i = 0; rc == SQLITE_OK && i < HK_COUNT; i++)
         rc = sqlite3_prepare_v3(h->db, insert_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &h->ins[i],
