@@ -16,28 +16,32 @@ const char *const history_table_names[] = {"orders",    "trades", "accounts", "s
                                            "transfers", "ticks",  "klines",   NULL};
 
 /* Schema version 2 (issue #8 performance work). What each choice buys:
- *  - The tables keyed by a natural key are WITHOUT ROWID, clustered on that key: one b-tree per
- *    table instead of a rowid table plus the key's separate unique index, so every insert
- *    touches one b-tree fewer. The keys start with a column that grows with the journal
- *    (trade_id "T<20 digits>", order_id "O<20 digits>", tick time) so inserts land at the right
- *    edge of the tree. Every natural key keeps its columns: INSERT OR IGNORE still de-duplicates
- *    the records of a command replayed after a crash.
- *  - orders has no index by account: no query the server runs reads orders by account, and with
- * 1,000 accounts each insert into it dirtied a different page: dropping it took the writer from
+ *
+ * The tables keyed by a natural key are WITHOUT ROWID, clustered on that key: one b-tree per
+ * table instead of a rowid table plus the key's separate unique index, so every insert touches
+ * one b-tree fewer. trade_id ("T<20 digits>") and order_id ("O<20 digits>") grow with the
+ * journal, and ticks are keyed by instrument then time, so inserts land at a few right edges.
+ * Every natural key keeps its columns: INSERT OR IGNORE still de-duplicates the records of a
+ * command replayed after a crash.
+ *
+ * orders has no index by account: no query the server runs reads orders by account, and with
+ * 1,000 accounts each insert into it dirtied a different page; dropping it took the writer from
  * ~125,000 to ~235,000 rows/s (docs/BENCHMARKS.md, "History store"). Ad-hoc SQL on orders by
  * account scans the table.
- *  - trades_account_cover covers volume, commission and close_profit: the trades page's COUNT/SUM
- *    totals for an account (and the server's close_profit sum) are an index-only range scan instead
- * of one table page per trade (the trades of many accounts are interleaved in time, so the table
- * pages are all different).
- *  - trades_instrument_cover(instrument_id, ts_ns, trade_id, is_taker, direction, price, volume)
- *    replaces trades_instrument_ts: the OHLCV time series reads it alone, and reports grouping
- *    trades by instrument/direction/price scan it instead of the wider table (a GROUP BY over
- *    1M trades: 740 -> 480 ms). A second index ordered by (instrument_id, direction) would
- *    spare that GROUP BY its sort (115 ms) but cost 20% of the insert rate of trades; not
- *    taken (measurements in docs/BENCHMARKS.md).
- * Files created with version 1 keep their rowid tables; history_open rebuilds their indexes to
- * version 2's (see migrate_v1). */
+ *
+ * trades_account_cover holds volume, commission and close_profit: the trades page's COUNT/SUM
+ * totals for an account (and the server's close_profit sum) are an index-only range scan
+ * instead of one table page per trade (the trades of many accounts are interleaved in time).
+ *
+ * trades_instrument_cover(instrument_id, ts_ns, trade_id, is_taker, direction, price, volume)
+ * replaces trades_instrument_ts: the OHLCV time series reads it alone, and reports grouping
+ * trades by instrument/direction/price scan it instead of the wider table (GROUP BY over 1M
+ * trades: 740 -> 480 ms). An index ordered by (instrument_id, direction) would spare that
+ * GROUP BY its sort (119 ms) but costs 20% of the insert rate of trade rows (10% of the server's
+ * mix); not taken, the insert target has the smaller margin.
+ *
+ * Files created with version 1 keep their rowid tables; history_open gives them version 2's
+ * indexes (migrate_v1_sql). */
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 2), ('last_seq', 0);"
