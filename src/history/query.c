@@ -1967,11 +1967,23 @@ int history_trades_page(history_query_conn *c, const history_trades_page_query *
     }
     if (rc == 0) {
         sql.len = 0;
+        /* The page's keys come from the (account_id, ts_ns, trade_id, ...) index alone, and
+         * only the page's rows are read from the table: the rows OFFSET skips (up to the
+         * account's whole history) are never fetched. The outer ORDER BY repeats the inner one
+         * (a total order: trade_id is unique), so pages and ties are as before. */
+        const char *dir = q->newest_first ? "DESC" : "ASC";
         sb_fmt(&sql,
-               "SELECT trade_id, order_id, exchange_trade_id, account_id, instrument_id,"
-               " direction, \"offset\", price, volume, commission, close_profit, is_taker, ts_ns,"
-               " trading_day FROM trades%s ORDER BY ts_ns %s, trade_id %s LIMIT ? OFFSET ?",
-               where.p, q->newest_first ? "DESC" : "ASC", q->newest_first ? "DESC" : "ASC");
+               "WITH page(trade_id, ts_ns) AS (SELECT trade_id, ts_ns FROM trades%s"
+               " ORDER BY ts_ns %s, trade_id %s LIMIT ? OFFSET ?)"
+               " SELECT t.trade_id AS trade_id, t.order_id AS order_id,"
+               " t.exchange_trade_id AS exchange_trade_id, t.account_id AS account_id,"
+               " t.instrument_id AS instrument_id, t.direction AS direction,"
+               " t.\"offset\" AS \"offset\", t.price AS price, t.volume AS volume,"
+               " t.commission AS commission, t.close_profit AS close_profit,"
+               " t.is_taker AS is_taker, t.ts_ns AS ts_ns, t.trading_day AS trading_day"
+               " FROM page JOIN trades AS t ON t.trade_id = page.trade_id"
+               " ORDER BY page.ts_ns %s, page.trade_id %s",
+               where.p, dir, dir, dir, dir);
         v = (history_value){HISTORY_VAL_INT, size, 0, NULL};
         bind_push(&binds, &v);
         v = (history_value){HISTORY_VAL_INT, (page - 1) * size, 0, NULL};

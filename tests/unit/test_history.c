@@ -778,6 +778,160 @@ static void test_trades_paging(void) {
     history_query_close(c);
 }
 
+/* The queries behind the trades page read the covering index alone: the totals and the page's
+ * keys never touch the table (what makes a page of 100 out of 10,000 trades of an account take
+ * about a millisecond; docs/BENCHMARKS.md). A plan that reads the table again would still give
+ * the right answers, so only the plan can show it. */
+static int plan_mentions(sqlite3 *db, const char *sql, const char *needle) {
+    char text[2048] = "";
+    size_t len = 0;
+    sqlite3_stmt *st = NULL;
+    char q[1024];
+    snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", sql);
+    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "plan: %s\n", sqlite3_errmsg(db));
+        return 0;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW && len < sizeof text - 200)
+        len += (size_t)snprintf(text + len, sizeof text - len, "%s | ",
+                                (const char *)sqlite3_column_text(st, 3));
+    sqlite3_finalize(st);
+    if (!strstr(text, needle)) fprintf(stderr, "plan of %s: %s\n", sql, text);
+    return strstr(text, needle) != NULL;
+}
+
+static void test_trades_page_plan_is_index_only(void) {
+    sqlite3 *db = NULL;
+    CHECK_INT(sqlite3_open_v2(g_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    CHECK(plan_mentions(db,
+                        "SELECT COUNT(*), COALESCE(SUM(volume), 0), COALESCE(SUM(commission), 0.0)"
+                        " FROM trades WHERE account_id = 'acc_01'",
+                        "COVERING INDEX trades_account_cover"));
+    CHECK(plan_mentions(db,
+                        "SELECT trade_id, ts_ns FROM trades WHERE account_id = 'acc_01'"
+                        " ORDER BY ts_ns DESC, trade_id DESC LIMIT 100 OFFSET 5000",
+                        "COVERING INDEX trades_account_cover"));
+    CHECK(plan_mentions(db, "SELECT SUM(close_profit) FROM trades WHERE account_id = 'acc_01'",
+                        "COVERING INDEX trades_account_cover"));
+    CHECK(plan_mentions(db,
+                        "SELECT ts_ns, price, volume FROM trades WHERE instrument_id = 'X'"
+                        " AND ts_ns >= 1 AND ts_ns < 2 AND is_taker = 1 ORDER BY ts_ns, trade_id",
+                        "COVERING INDEX trades_instrument_cover"));
+    sqlite3_close(db);
+}
+
+/* A file written by schema version 1 (rowid tables, trades_account_ts without volume and
+ * commission, orders_account_ts) opens as version 2: its indexes are rebuilt, its rows and
+ * natural keys are kept, records replayed into it are still de-duplicated and the trades page
+ * totals are right. */
+static void test_schema_v1_file_is_upgraded(void) {
+    char path[200], errbuf[256] = "";
+    snprintf(path, sizeof path, "%s/v1.db", g_dir);
+    sqlite3 *db = NULL;
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    static const char *const v1 =
+        "PRAGMA journal_mode=WAL;"
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        "INSERT INTO meta VALUES('schema_version', 1), ('last_seq', 7);"
+        "CREATE TABLE orders(order_id TEXT NOT NULL, account_id TEXT NOT NULL,"
+        " instrument_id TEXT NOT NULL, direction TEXT, \"offset\" TEXT, price_type TEXT,"
+        " limit_price REAL, volume_orign INTEGER, volume_left INTEGER NOT NULL,"
+        " status TEXT NOT NULL, ts_ns INTEGER NOT NULL, journal_seq INTEGER NOT NULL,"
+        " UNIQUE(order_id, journal_seq, status, volume_left));"
+        "CREATE INDEX orders_account_ts ON orders(account_id, ts_ns);"
+        "CREATE TABLE trades(trade_id TEXT PRIMARY KEY, order_id TEXT NOT NULL,"
+        " exchange_trade_id TEXT, account_id TEXT NOT NULL, instrument_id TEXT NOT NULL,"
+        " direction TEXT, \"offset\" TEXT, price REAL NOT NULL, volume INTEGER NOT NULL,"
+        " commission REAL, close_profit REAL, is_taker INTEGER, ts_ns INTEGER NOT NULL,"
+        " trading_day TEXT, journal_seq INTEGER NOT NULL);"
+        "CREATE INDEX trades_account_ts ON trades(account_id, ts_ns, trade_id);"
+        "CREATE INDEX trades_instrument_ts ON trades(instrument_id, ts_ns, trade_id);"
+        "INSERT INTO trades VALUES('T1','O1','M1','a','X','BUY','OPEN',10.0,2,1.25,0.0,1,100,"
+        "'2025-01-02',5),('T2','O2','M1','b','X','SELL','OPEN',10.0,2,1.25,0.0,0,100,"
+        "'2025-01-02',5),('T3','O3','M2','a','X','SELL','CLOSE',11.0,3,1.5,3.0,1,200,"
+        "'2025-01-02',7);";
+    CHECK_INT(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    history_store *h = history_open(path, NULL, errbuf, sizeof errbuf);
+    CHECK(h != NULL);
+    if (!h) {
+        fprintf(stderr, "history_open: %s\n", errbuf);
+        return;
+    }
+    CHECK_INT(history_last_seq(h), 7);
+    /* a replayed record of command 8 whose trade is in the file already, and a new one */
+    history_trade_rec t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.trade_id, sizeof t.trade_id, "T3");
+    snprintf(t.order_id, sizeof t.order_id, "O3");
+    snprintf(t.account_id, sizeof t.account_id, "a");
+    snprintf(t.instrument_id, sizeof t.instrument_id, "X");
+    snprintf(t.direction, sizeof t.direction, "SELL");
+    t.price = 11.0;
+    t.volume = 3;
+    t.commission = 1.5;
+    t.ts_ns = 200;
+    t.journal_seq = 8;
+    CHECK_INT(history_submit_trade(h, &t), HISTORY_OK);
+    snprintf(t.trade_id, sizeof t.trade_id, "T4");
+    t.volume = 4;
+    t.commission = 2.0;
+    t.ts_ns = 300;
+    CHECK_INT(history_submit_trade(h, &t), HISTORY_OK);
+    CHECK_INT(history_submit_mark(h, 8), HISTORY_OK);
+    CHECK_INT(history_flush(h, 10000), HISTORY_OK);
+    history_storage_stats st;
+    CHECK_INT(history_stats(h, &st), HISTORY_OK);
+    CHECK_INT(st.rows_trades, 4);
+    CHECK_INT(st.ignored_duplicates, 1);
+    CHECK_INT(history_last_seq(h), 8);
+    CHECK_INT(history_close(h), 0);
+
+    CHECK_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    CHECK_INT(sqlite3_prepare_v2(db,
+                                 "SELECT (SELECT value FROM meta WHERE key = 'schema_version'),"
+                                 " (SELECT group_concat(name, ',') FROM (SELECT name FROM"
+                                 " sqlite_master WHERE type = 'index' AND tbl_name IN"
+                                 " ('trades', 'orders') AND sql IS NOT NULL ORDER BY name))",
+                                 -1, &q, NULL),
+              SQLITE_OK);
+    CHECK_INT(sqlite3_step(q), SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int64(q, 0), 2);
+    CHECK_STR((const char *)sqlite3_column_text(q, 1),
+              "trades_account_cover,trades_instrument_cover");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+
+    history_query_error err = {0, ""};
+    history_query_conn *c = history_query_open(path, &err);
+    CHECK(c != NULL);
+    if (!c) return;
+    history_trades_page_query pq = {"a", NULL, NULL, NULL, 0, 0, 1, 2, 1};
+    char *out = NULL;
+    CHECK_INT(history_trades_page(c, &pq, NULL, &out, &err), 0);
+    json_t *r = json_loads(out ? out : "", 0, NULL);
+    free(out);
+    CHECK(r != NULL);
+    if (r) {
+        CHECK_INT(json_integer_value(json_object_get(r, "total")), 3);
+        CHECK_INT(json_integer_value(json_object_get(r, "total_volume")), 9);
+        CHECK_MONEY(num(json_object_get(r, "total_commission")), 4.75);
+        CHECK_INT(json_array_size(json_object_get(r, "rows")), 2);
+        CHECK_STR(json_string_value(cell(r, 0, 0)), "T4");
+        CHECK_STR(json_string_value(cell(r, 1, 0)), "T3");
+        json_decref(r);
+    }
+    history_query_close(c);
+    char side[220];
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+}
+
 static void test_equity_curve(void) {
     history_query_conn *c = open_conn();
     if (!c) return;
@@ -1219,6 +1373,7 @@ int main(void) {
     RUN_TEST(test_structured_query);
     RUN_TEST(test_timeseries_ohlcv);
     RUN_TEST(test_trades_paging);
+    RUN_TEST(test_trades_page_plan_is_index_only);
     RUN_TEST(test_equity_curve);
     RUN_TEST(test_refusals_leave_database_unchanged);
     RUN_TEST(test_time_limit_stops_runaway_query);
@@ -1228,6 +1383,7 @@ int main(void) {
     RUN_TEST(test_full_queue_blocks_then_reports);
     RUN_TEST(test_concurrent_reader_while_writing);
     RUN_TEST(test_prune_and_maintenance);
+    RUN_TEST(test_schema_v1_file_is_upgraded);
 
     history_close(g_store);
     char side[200];
