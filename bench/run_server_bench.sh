@@ -6,6 +6,7 @@
 #                order in flight per connection, fixed offered rates)
 #   hold         1,000 and 10,000 WebSocket sessions subscribed to IF2501 ticker + orderbook while
 #                orders trade over REST: server VmRSS and whether the pushes keep flowing
+#   rest-rate    REST at 100 connections at offered rates (REST_RATES) on a warmed-up server
 #   hold-noping  the same hold with the server's WebSocket pings every hour (a diagnosis; not run
 #                by default)
 # Every run is bounded in time; the script starts and stops its own server on 127.0.0.1 only.
@@ -284,6 +285,23 @@ section_rest() {
   stop_server
 }
 
+# REST at 100 connections on a server past the growth of its retained orders (three 10-s
+# full-speed runs first: each account keeps its last 2,000 orders, so the pools stop growing after
+# ~2 M orders), then paced runs at REST_RATES (RATE for the lua script) and one at full speed.
+section_rest_rate() {
+  echo
+  echo "=== REST at offered rates, 100 connections, after warming past the pools' growth"
+  start_server rest-rate
+  open_accounts 1000 B
+  for i in 1 2 3; do WRK_SECS=10 NO_CPU=1 run_wrk "rate-warmup$i" 100 >/dev/null; done
+  echo "server VmRSS after the warm-up: $(rss)"
+  for r in ${REST_RATES:-60000 70000 80000}; do
+    WRK_SECS=10 run_wrk "rate-c100-$r" 100 RATE="$r"
+  done
+  WRK_SECS=10 run_wrk rate-c100-full 100
+  stop_server
+}
+
 # run_ws NAME LABEL ARGS...: one ws_bench run with the server's CPU use
 run_ws() {
   local name=$1 label=$2 before t0 t1
@@ -379,10 +397,11 @@ section_hold_noping() {
 for s in "${sections[@]}"; do
   case $s in
     rest) section_rest ;;
+    rest-rate) section_rest_rate ;;
     ws) section_ws ;;
     hold) section_hold ;;
     hold-noping) section_hold_noping ;;
-    *) echo "unknown section $s (rest, ws, hold, hold-noping)"; exit 2 ;;
+    *) echo "unknown section $s (rest, rest-rate, ws, hold, hold-noping)"; exit 2 ;;
   esac
 done
 echo

@@ -757,13 +757,15 @@ static int load_history(loader *L, const toml_value *t) {
 }
 
 static int load_notification(loader *L, const toml_value *t) {
-    static const char *const known[] = {"batch_size", "batch_interval_ms", NULL};
+    static const char *const known[] = {"batch_size", "batch_interval_ms", "auto_subscribe", NULL};
     server_config *cfg = L->cfg;
     warn_unknown(L, t, "notification", known);
     if (get_u32(L, t, "notification", "batch_size", 1, 100000, &cfg->notify_batch_size) < 0)
         return -1;
     if (get_u32(L, t, "notification", "batch_interval_ms", 1, 60000,
                 &cfg->notify_batch_interval_ms) < 0)
+        return -1;
+    if (get_bool(L, t, "notification", "auto_subscribe", &cfg->notify_auto_subscribe) < 0)
         return -1;
     return 0;
 }

@@ -134,6 +134,7 @@ typedef struct server_config {
     /* notifications */
     uint32_t notify_batch_size;        /* 100 */
     uint32_t notify_batch_interval_ms; /* 100 */
+    bool notify_auto_subscribe;        /* false: a /ws session gets notifications once it asks */
     double risk_ratio_warning;         /* 0.8: risk notifications from this ratio */
 
     /* the engine: [risk] thresholds, memory bounds, first trading day */

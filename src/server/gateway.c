@@ -461,26 +461,33 @@ static void notes_leave(gateway *g, session *s) {
 
 /* {"action":"subscribe"|"unsubscribe","channels":[…]} and {"action":"get_subscriptions"}
  * (seed lines 4623–4645). Subscribe and unsubscribe answer nothing, as in the seed, unless a
- * channel is unknown: that is refused with 9003 and changes nothing. */
+ * channel is unknown: that is refused with 9003 and changes nothing.
+ *
+ * A session receives notifications from its first subscribe on (or from its authentication with
+ * [notification] auto_subscribe): they repeat the order_status, trade and account_update pushes
+ * of the `type` protocol in the seed's other format, and sending both to every client would
+ * double the work per order. From then on the seed's rule holds: no channel named means every
+ * channel. */
 static void notes_action(gateway *g, session *s, const json_t *m) {
     const char *action = json_string_value(json_object_get(m, "action"));
     if (action == NULL) {
         ws_send_error(s, ERR_BAD_MESSAGE, "\"action\" must be a string");
         return;
     }
-    if (!s->authenticated || s->notes == NULL) {
+    if (!s->authenticated) {
         ws_send_error(s, ERR_NOT_AUTHENTICATED,
                       "not authenticated: send {\"type\":\"auth\"} before managing notifications");
         return;
     }
     if (strcmp(action, "get_subscriptions") == 0) {
         json_t *list = json_array();
-        uint32_t mask = notify_session_channels(s->notes);
+        uint32_t mask = s->notes ? notify_session_channels(s->notes) : 0;
         for (int c = 0; list && c < NOTIFY_CHANNEL_COUNT; c++)
             if (mask & NOTIFY_CHANNEL_BIT(c))
                 json_array_append_new(list, json_string(notify_channel_name((notify_channel)c)));
-        session_send_json(s, json_pack("{s:s, s:o}", "action", "subscriptions_response", "channels",
-                                       list ? list : json_array()));
+        session_send_json(s, json_pack("{s:s, s:o, s:b}", "action", "subscriptions_response",
+                                       "channels", list ? list : json_array(), "active",
+                                       s->notes != NULL));
         return;
     }
     bool subscribe = strcmp(action, "subscribe") == 0;
@@ -493,8 +500,8 @@ static void notes_action(gateway *g, session *s, const json_t *m) {
         return;
     }
     uint32_t mask = 0;
-    if (strcmp(action, "unsubscribe_all") != 0) {
-        const json_t *channels = json_object_get(m, "channels");
+    const json_t *channels = json_object_get(m, "channels");
+    if (strcmp(action, "unsubscribe_all") != 0 && (channels || !subscribe)) {
         if (!json_is_array(channels)) {
             ws_send_error(s, ERR_BAD_MESSAGE, "\"channels\" must be an array of channel names");
             return;
@@ -511,6 +518,14 @@ static void notes_action(gateway *g, session *s, const json_t *m) {
                 return;
             }
             mask |= NOTIFY_CHANNEL_BIT(c);
+        }
+    }
+    if (s->notes == NULL) {
+        if (!subscribe) return; /* nothing to take away yet */
+        notes_join(g, s);
+        if (s->notes == NULL) {
+            ws_send_error(s, ERR_UNAVAILABLE, "notifications unavailable: out of memory");
+            return;
         }
     }
     notes_count(g, notes_effective(s), -1);
@@ -1712,7 +1727,7 @@ static void ws_authenticate(gateway *g, session *s, const char *account_id) {
     snprintf(s->account_id, sizeof s->account_id, "%s", account_id);
     s->authenticated = true;
     topic_add(g, s->account_id, s->conn_id);
-    notes_join(g, s);
+    if (g->cfg.notify_auto_subscribe) notes_join(g, s);
 }
 
 static uint32_t channel_of(const char *name) {
@@ -2914,7 +2929,12 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
             : auth_keys_generate(&g->keys) == AUTH_OK;
     g->throttle = keyed ? auth_throttle_new(&tc, err, sizeof err) : NULL;
     g->kdf = g->throttle ? kdf_worker_start(&cost, gateway_wake, g) : NULL;
-    g->notes = g->kdf ? notify_broker_new(NULL) : NULL;
+    notify_config nc;
+    notify_config_default(&nc);
+    if (cfg->notify_batch_size) nc.batch_size = cfg->notify_batch_size;
+    if (cfg->notify_batch_interval_ms) nc.batch_interval_ms = cfg->notify_batch_interval_ms;
+    if (nc.p1_delay_ms > nc.batch_interval_ms) nc.p1_delay_ms = nc.batch_interval_ms;
+    g->notes = g->kdf ? notify_broker_new(&nc) : NULL;
     if (g->notes == NULL) {
         kdf_worker_stop(g->kdf);
         auth_throttle_free(g->throttle);

@@ -28,6 +28,10 @@ typedef struct gateway_config {
     bool diff_strict_bid;          /* refuse a req_login naming another bid */
     unsigned max_connections;      /* sizes lws's header-table pool */
     query_worker *queries;         /* history queries (NULL: no history store) */
+    /* notifications (seed 004): batch size and interval (0: the broker's defaults), and whether
+     * every authenticated /ws session receives them without {"action":"subscribe"} */
+    uint32_t notify_batch_size, notify_batch_interval_ms;
+    bool notify_auto_subscribe;
 } gateway_config;
 
 typedef struct gateway gateway;

@@ -1,7 +1,9 @@
 """Notifications over the `type` WebSocket (seed 004: message types, priorities, channels,
 batching and the {"action": ...} subscription protocol of seed lines 4623-4645), against the
-real server."""
-import json
+real server. A session opts in with its first {"action":"subscribe"} (or every session gets them
+with [notification] auto_subscribe); from then on no channel named means every channel."""
+import os
+import tempfile
 import time
 import unittest
 
@@ -56,12 +58,14 @@ class NotificationTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.srv.close()
 
-    def session(self, user):
+    def session(self, user, subscribe=True):
         ws = self.srv.ws("/ws")
         self.addCleanup(ws.close)
         ws.send({"type": "auth", "user_id": user, "token": "demo"})
         m, _ = ws.recv_until(lambda m: m.get("type") == "auth_response")
         self.assertTrue(m["success"], m)
+        if subscribe:
+            ws.send({"action": "subscribe"})  # every channel
         return ws
 
     def order(self, ws, direction, volume, price, instrument="IF2501"):
@@ -118,11 +122,22 @@ class NotificationTest(unittest.TestCase):
         # the other side never sees this account's notifications
         self.assertTrue(all(n["user_id"] == "nA" for n in mnotes))
 
+    def test_no_notifications_before_subscribing(self):
+        ws = self.session("nC", subscribe=False)
+        ws.send({"action": "get_subscriptions"})
+        m, _ = ws.recv_until(lambda m: m.get("action") == "subscriptions_response")
+        self.assertEqual((m["channels"], m["active"]), ([], False))
+        ws.send({"action": "unsubscribe", "channels": ["trade"]})  # nothing to take away
+        self.order(ws, "BUY", 1, 3500.0)
+        notes, _, other = drain(ws)
+        self.assertEqual(notes, [])
+        self.assertIn("order_status", [m.get("type") for m in other])  # the `type` pushes flow
+
     def test_channel_filter_and_subscription_protocol(self):
         ws = self.session("nC")
         ws.send({"action": "get_subscriptions"})
         m, _ = ws.recv_until(lambda m: m.get("action") == "subscriptions_response")
-        self.assertEqual(m["channels"], [])  # empty: everything
+        self.assertEqual((m["channels"], m["active"]), ([], True))  # empty: everything
         ws.send({"action": "subscribe", "channels": ["trade", "risk"]})
         ws.send({"action": "get_subscriptions"})
         m, _ = ws.recv_until(lambda m: m.get("action") == "subscriptions_response")
@@ -223,6 +238,33 @@ class NotificationTest(unittest.TestCase):
         notes, _, _ = drain(a)
         self.assertEqual([n["message_type"] for n in notes], ["system_notice"])
         self.assertEqual(notes[0]["payload"]["status"], "Trading")
+
+
+class AutoSubscribeTest(unittest.TestCase):
+    """[notification] auto_subscribe = true: every authenticated session gets every channel
+    (with batch_size and batch_interval_ms set, which the broker takes)."""
+
+    def test_sessions_receive_without_asking(self):
+        tmp = tempfile.mkdtemp(prefix="qaex-notify-")
+        cfg = os.path.join(tmp, "exchange.toml")
+        with open(cfg, "w") as f:
+            f.write("[notification]\nauto_subscribe = true\nbatch_size = 2\n"
+                    "batch_interval_ms = 50\n")
+        srv = Server(config=cfg)
+        self.addCleanup(srv.close)
+        status, body = srv.post("/api/account/open", {"user_id": "auto", "init_cash": 1e7})
+        self.assertEqual(status, 200, body)
+        ws = srv.ws("/ws")
+        self.addCleanup(ws.close)
+        ws.send({"type": "auth", "user_id": "auto", "token": "demo"})
+        ws.recv_until(lambda m: m.get("type") == "auth_response")
+        ws.send({"type": "submit_order", "instrument_id": "IF2501", "direction": "BUY",
+                 "offset": "OPEN", "volume": 1, "price": 3500.0, "order_type": "LIMIT"})
+        notes, frames, _ = drain(ws)
+        types = [n["message_type"] for n in notes]
+        self.assertIn("order_accepted", types)
+        self.assertIn("account_update", types)
+        self.assertTrue(all(kind == "batch" for kind, _ in frames), frames)
 
 
 if __name__ == "__main__":
