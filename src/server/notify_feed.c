@@ -1,7 +1,7 @@
 #include "server/notify_feed.h"
 
-#include <math.h>
-#include <stdarg.h>
+#include "proto/json_builder.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,84 +21,30 @@ struct notify_feed {
     int64_t last_order_left;
 };
 
-/* ---- JSON text ---- */
+/* ---- payloads ---- */
 
-/* Payloads are short; one that does not fit is dropped rather than cut (a warning would have no
- * reader on the engine thread). */
-typedef struct text {
-    char buf[1536];
+/* A payload object under construction (json_builder.h: the text the jansson encoders would
+ * write, without a tree). */
+typedef struct payload {
+    json_text text;
+    json_builder b;
+} payload;
+
+static void payload_begin(payload *p) {
+    jt_init(&p->text);
+    p->b = jb_text(&p->text);
+}
+
+/* Closes the payload and hands it to the sink; a failed allocation drops the notification. */
+static void emit(notify_feed *f, notify_type type, const char *topic, int64_t now_ns, payload *p) {
     size_t len;
-    bool overflow;
-} text;
-
-static void put_raw(text *t, const char *s, size_t n) {
-    if (t->overflow || t->len + n >= sizeof t->buf) {
-        t->overflow = true;
+    char *text = jb_end(&p->b) ? jt_take(&p->text, &len) : NULL;
+    if (text == NULL) {
+        jt_free(&p->text);
         return;
     }
-    memcpy(t->buf + t->len, s, n);
-    t->len += n;
-}
-
-static void put_fmt(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put_fmt(text *t, const char *fmt, ...) {
-    if (t->overflow) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(t->buf + t->len, sizeof t->buf - t->len, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof t->buf - t->len)
-        t->overflow = true;
-    else
-        t->len += (size_t)n;
-}
-
-/* `,"key":` (no comma before the first key). */
-static void put_key(text *t, const char *key) {
-    put_raw(t, t->len > 1 ? ",\"" : "\"", t->len > 1 ? 2 : 1);
-    put_raw(t, key, strlen(key));
-    put_raw(t, "\":", 2);
-}
-
-/* Ids come from clients: quotes, backslashes and control bytes are escaped. */
-static void key_str(text *t, const char *key, const char *s) {
-    put_key(t, key);
-    put_raw(t, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            char esc[2] = {'\\', (char)*p};
-            put_raw(t, esc, 2);
-        } else if (*p < 0x20) {
-            put_fmt(t, "\\u%04x", *p);
-        } else {
-            put_raw(t, (const char *)p, 1);
-        }
-    }
-    put_raw(t, "\"", 1);
-}
-
-static void key_real(text *t, const char *key, double v) {
-    put_key(t, key);
-    if (!isfinite(v))
-        put_raw(t, "null", 4);
-    else
-        put_fmt(t, "%.15g", v == 0 ? 0.0 : v); /* never "-0" */
-}
-
-static void key_int(text *t, const char *key, int64_t v) {
-    put_key(t, key);
-    put_fmt(t, "%lld", (long long)v);
-}
-
-static void emit(notify_feed *f, notify_type type, const char *topic, int64_t now_ns, text *t) {
-    put_raw(t, "}", 1);
-    if (t->overflow) return;
-    char *payload = malloc(t->len + 1);
-    if (payload == NULL) return;
-    memcpy(payload, t->buf, t->len);
-    payload[t->len] = '\0';
     notify_note note = {
-        .type = type, .topic = topic, .event_ns = now_ns, .payload = payload, .len = t->len};
+        .type = type, .topic = topic, .event_ns = now_ns, .payload = text, .len = len};
     f->sink(f->ctx, &note);
 }
 
@@ -144,22 +90,22 @@ static void order_note(notify_feed *f, const engine *e, const order *o, int64_t 
     const instrument *ins = engine_instrument_of(e, o->instrument);
     char exchange_id[QAEX_ID_LEN];
     engine_order_exchange_id(e, o, exchange_id, sizeof exchange_id);
-    text t = {.len = 0};
-    put_raw(&t, "{", 1);
-    key_str(&t, "order_id", o->order_id);
-    key_str(&t, "exchange_order_id", exchange_id);
-    key_str(&t, "account_id", a->account_id);
-    key_str(&t, "instrument_id", ins->spec.instrument_id);
-    key_str(&t, "direction", direction_name(o->direction));
-    key_str(&t, "offset", offset_name(o->offset));
-    key_str(&t, "price_type", price_type_name(o->price_type));
-    key_real(&t, "limit_price", o->limit_price);
-    key_int(&t, "volume", o->volume_orign);
-    key_int(&t, "volume_left", o->volume_left);
-    key_int(&t, "volume_filled", o->volume_orign - o->volume_left);
-    key_str(&t, "status", order_status_name(o->status));
-    key_str(&t, "reason", o->last_msg);
-    key_int(&t, "timestamp", now_ns);
+    payload t;
+    payload_begin(&t);
+    jb_str(&t.b, "order_id", o->order_id);
+    jb_str(&t.b, "exchange_order_id", exchange_id);
+    jb_str(&t.b, "account_id", a->account_id);
+    jb_str(&t.b, "instrument_id", ins->spec.instrument_id);
+    jb_str(&t.b, "direction", direction_name(o->direction));
+    jb_str(&t.b, "offset", offset_name(o->offset));
+    jb_str(&t.b, "price_type", price_type_name(o->price_type));
+    jb_real(&t.b, "limit_price", o->limit_price);
+    jb_int(&t.b, "volume", o->volume_orign);
+    jb_int(&t.b, "volume_left", o->volume_left);
+    jb_int(&t.b, "volume_filled", o->volume_orign - o->volume_left);
+    jb_str(&t.b, "status", order_status_name(o->status));
+    jb_str(&t.b, "reason", o->last_msg);
+    jb_int(&t.b, "timestamp", now_ns);
     emit(f, type, a->account_id, now_ns, &t);
 }
 
@@ -171,21 +117,21 @@ static void trade_note(notify_feed *f, const engine *e, const trade *tr, int64_t
     order_format_seq('T', tr->seq, trade_id, sizeof trade_id);
     order_format_seq('X', tr->exchange_seq, exchange_id, sizeof exchange_id);
     bool full = tr->order_seq == f->last_order_seq && f->last_order_left == 0;
-    text t = {.len = 0};
-    put_raw(&t, "{", 1);
-    key_str(&t, "trade_id", trade_id);
-    key_str(&t, "order_id", tr->order_id);
-    key_str(&t, "exchange_order_id", exchange_id);
-    key_str(&t, "account_id", a->account_id);
-    key_str(&t, "instrument_id", ins->spec.instrument_id);
-    key_str(&t, "direction", direction_name(tr->direction));
-    key_str(&t, "offset", offset_name(tr->offset));
-    key_real(&t, "price", tr->price);
-    key_real(&t, "volume", (double)tr->volume);
-    key_real(&t, "commission", tr->commission);
-    key_real(&t, "close_profit", tr->close_profit);
-    key_str(&t, "fill_type", full ? "FULL" : "PARTIAL");
-    key_int(&t, "timestamp", tr->trade_ns);
+    payload t;
+    payload_begin(&t);
+    jb_str(&t.b, "trade_id", trade_id);
+    jb_str(&t.b, "order_id", tr->order_id);
+    jb_str(&t.b, "exchange_order_id", exchange_id);
+    jb_str(&t.b, "account_id", a->account_id);
+    jb_str(&t.b, "instrument_id", ins->spec.instrument_id);
+    jb_str(&t.b, "direction", direction_name(tr->direction));
+    jb_str(&t.b, "offset", offset_name(tr->offset));
+    jb_real(&t.b, "price", tr->price);
+    jb_real(&t.b, "volume", (double)tr->volume);
+    jb_real(&t.b, "commission", tr->commission);
+    jb_real(&t.b, "close_profit", tr->close_profit);
+    jb_str(&t.b, "fill_type", full ? "FULL" : "PARTIAL");
+    jb_int(&t.b, "timestamp", tr->trade_ns);
     emit(f, NOTIFY_TRADE_EXECUTED, a->account_id, now_ns, &t);
 }
 
@@ -195,19 +141,19 @@ static void position_note(notify_feed *f, const engine *e, const position *p, in
     const instrument *ins = engine_instrument_of(e, p->instrument);
     position_view v;
     engine_position_view(e, p, &v);
-    text t = {.len = 0};
-    put_raw(&t, "{", 1);
-    key_str(&t, "account_id", a->account_id);
-    key_str(&t, "instrument_id", ins->spec.instrument_id);
-    key_int(&t, "volume_long", v.volume_long);
-    key_int(&t, "volume_short", v.volume_short);
-    key_real(&t, "open_price_long", v.open_price_long);
-    key_real(&t, "open_price_short", v.open_price_short);
-    key_real(&t, "last_price", v.last_price);
-    key_real(&t, "float_profit", v.float_profit);
-    key_real(&t, "position_profit", v.position_profit);
-    key_real(&t, "margin", v.margin);
-    key_int(&t, "timestamp", now_ns);
+    payload t;
+    payload_begin(&t);
+    jb_str(&t.b, "account_id", a->account_id);
+    jb_str(&t.b, "instrument_id", ins->spec.instrument_id);
+    jb_int(&t.b, "volume_long", v.volume_long);
+    jb_int(&t.b, "volume_short", v.volume_short);
+    jb_real(&t.b, "open_price_long", v.open_price_long);
+    jb_real(&t.b, "open_price_short", v.open_price_short);
+    jb_real(&t.b, "last_price", v.last_price);
+    jb_real(&t.b, "float_profit", v.float_profit);
+    jb_real(&t.b, "position_profit", v.position_profit);
+    jb_real(&t.b, "margin", v.margin);
+    jb_int(&t.b, "timestamp", now_ns);
     emit(f, NOTIFY_POSITION_UPDATE, a->account_id, now_ns, &t);
 }
 
@@ -215,15 +161,15 @@ static void position_note(notify_feed *f, const engine *e, const position *p, in
 static void risk_note(notify_feed *f, notify_type type, const account *a, double risk_ratio,
                       double balance, double margin, const char *message, int64_t now_ns) {
     if (!wanted(f, type)) return;
-    text t = {.len = 0};
-    put_raw(&t, "{", 1);
-    key_str(&t, "account_id", a->account_id);
-    key_real(&t, "risk_ratio", risk_ratio);
-    key_str(&t, "risk_level", risk_level_name(risk_level_of(risk_ratio)));
-    key_real(&t, "balance", balance);
-    key_real(&t, "margin", margin);
-    key_str(&t, "message", message);
-    key_int(&t, "timestamp", now_ns);
+    payload t;
+    payload_begin(&t);
+    jb_str(&t.b, "account_id", a->account_id);
+    jb_real(&t.b, "risk_ratio", risk_ratio);
+    jb_str(&t.b, "risk_level", risk_level_name(risk_level_of(risk_ratio)));
+    jb_real(&t.b, "balance", balance);
+    jb_real(&t.b, "margin", margin);
+    jb_str(&t.b, "message", message);
+    jb_int(&t.b, "timestamp", now_ns);
     emit(f, type, a->account_id, now_ns, &t);
 }
 
@@ -267,18 +213,18 @@ static void account_note(notify_feed *f, const engine *e, const account *a, int6
     account_view v;
     engine_account_view(e, a, &v);
     if (wanted(f, NOTIFY_ACCOUNT_UPDATE)) {
-        text t = {.len = 0};
-        put_raw(&t, "{", 1);
-        key_str(&t, "account_id", a->account_id);
-        key_real(&t, "balance", v.balance);
-        key_real(&t, "available", v.available);
-        key_real(&t, "margin", v.margin);
-        key_real(&t, "frozen_margin", a->frozen_margin);
-        key_real(&t, "position_profit", v.position_profit);
-        key_real(&t, "close_profit", a->close_profit);
-        key_real(&t, "commission", a->commission);
-        key_real(&t, "risk_ratio", v.risk_ratio);
-        key_int(&t, "timestamp", now_ns);
+        payload t;
+        payload_begin(&t);
+        jb_str(&t.b, "account_id", a->account_id);
+        jb_real(&t.b, "balance", v.balance);
+        jb_real(&t.b, "available", v.available);
+        jb_real(&t.b, "margin", v.margin);
+        jb_real(&t.b, "frozen_margin", a->frozen_margin);
+        jb_real(&t.b, "position_profit", v.position_profit);
+        jb_real(&t.b, "close_profit", a->close_profit);
+        jb_real(&t.b, "commission", a->commission);
+        jb_real(&t.b, "risk_ratio", v.risk_ratio);
+        jb_int(&t.b, "timestamp", now_ns);
         emit(f, NOTIFY_ACCOUNT_UPDATE, a->account_id, now_ns, &t);
     }
     check_band(f, e, a, &v, now_ns);
@@ -291,24 +237,24 @@ static void instrument_note(notify_feed *f, const instrument *ins, int64_t now_n
     char msg[128];
     snprintf(msg, sizeof msg, "instrument %s is %s", ins->spec.instrument_id,
              instrument_status_name(ins->status));
-    text t = {.len = 0};
-    put_raw(&t, "{", 1);
-    key_str(&t, "instrument_id", ins->spec.instrument_id);
-    key_str(&t, "status", instrument_status_name(ins->status));
-    key_str(&t, "message", msg);
-    key_int(&t, "timestamp", now_ns);
+    payload t;
+    payload_begin(&t);
+    jb_str(&t.b, "instrument_id", ins->spec.instrument_id);
+    jb_str(&t.b, "status", instrument_status_name(ins->status));
+    jb_str(&t.b, "message", msg);
+    jb_int(&t.b, "timestamp", now_ns);
     emit(f, type, "", now_ns, &t);
 }
 
 static void settlement_note(notify_feed *f, const settlement_result *sr, int64_t now_ns) {
     if (!wanted(f, NOTIFY_TRADING_SESSION_END)) return;
-    text t = {.len = 0};
-    put_raw(&t, "{", 1);
-    key_str(&t, "settlement_date", sr->settlement_date);
-    key_int(&t, "settled_accounts", sr->settled_accounts);
-    key_int(&t, "force_closed_count", sr->force_closed_count);
-    key_str(&t, "message", "daily settlement done");
-    key_int(&t, "timestamp", now_ns);
+    payload t;
+    payload_begin(&t);
+    jb_str(&t.b, "settlement_date", sr->settlement_date);
+    jb_int(&t.b, "settled_accounts", sr->settled_accounts);
+    jb_int(&t.b, "force_closed_count", sr->force_closed_count);
+    jb_str(&t.b, "message", "daily settlement done");
+    jb_int(&t.b, "timestamp", now_ns);
     emit(f, NOTIFY_TRADING_SESSION_END, "", now_ns, &t);
 }
 
@@ -363,17 +309,17 @@ void notify_feed_risk_scan(notify_feed *f, const engine *e, int64_t now_ns) {
 void notify_feed_rejected(notify_feed *f, const order_request *o, int code, const char *message,
                           int64_t now_ns) {
     if (f == NULL || !wanted(f, NOTIFY_ORDER_REJECTED) || o->account_id[0] == '\0') return;
-    text t = {.len = 0};
-    put_raw(&t, "{", 1);
-    key_str(&t, "order_id", o->order_id);
-    key_str(&t, "account_id", o->account_id);
-    key_str(&t, "instrument_id", o->instrument_id);
-    key_str(&t, "direction", direction_name(o->direction));
-    key_str(&t, "offset", offset_name(o->offset));
-    key_real(&t, "limit_price", o->limit_price);
-    key_int(&t, "volume", o->volume);
-    key_int(&t, "code", code);
-    key_str(&t, "reason", message);
-    key_int(&t, "timestamp", now_ns);
+    payload t;
+    payload_begin(&t);
+    jb_str(&t.b, "order_id", o->order_id);
+    jb_str(&t.b, "account_id", o->account_id);
+    jb_str(&t.b, "instrument_id", o->instrument_id);
+    jb_str(&t.b, "direction", direction_name(o->direction));
+    jb_str(&t.b, "offset", offset_name(o->offset));
+    jb_real(&t.b, "limit_price", o->limit_price);
+    jb_int(&t.b, "volume", o->volume);
+    jb_int(&t.b, "code", code);
+    jb_str(&t.b, "reason", message);
+    jb_int(&t.b, "timestamp", now_ns);
     emit(f, NOTIFY_ORDER_REJECTED, o->account_id, now_ns, &t);
 }

@@ -15,8 +15,8 @@
  *   EV_SETTLEMENT -> trading_session_end (to everybody)
  * plus notify_feed_rejected for an order the engine refused (no event exists for it).
  *
- * Payloads are JSON text written here directly (no tree): the feed runs once per event on the
- * engine thread, so it must be cheap. The feed keeps one byte of state per account (the risk
+ * Payloads are written straight to JSON text (jb_text, no tree): the feed runs once per event on
+ * the engine thread, so it must be cheap. The feed keeps one byte of state per account (the risk
  * band last reported), which grows with the accounts; it allocates nothing else per event beyond
  * the payload handed to the sink. */
 #ifndef QAEX_SERVER_NOTIFY_FEED_H
