@@ -518,11 +518,13 @@ class WsMarketTest(unittest.TestCase):
         self.assertLess(time.monotonic() - t0, 5.0)
         self.assertEqual(m["bids"][0], {"price": 3599.8, "volume": n // 500})
         self.assertEqual(self.srv.get("/health")[0], 200)
-        # the slow session was owed the latest book, not a backlog of n
+        # the slow session was owed the latest book, not a backlog of n: what it gets is what the
+        # kernel's socket buffers took before it stopped reading (the server writes up to 64 KiB
+        # of queued frames at once) plus one conflated book, far below one push per change
         rss_after = rss_kb(self.srv.proc.pid)
         got = slow.drain(3.0)
         books = [m for m in got if m.get("type") == "orderbook"]
-        self.assertLess(len(books), n // 10, f"{len(books)} orderbook pushes queued for {n} changes")
+        self.assertLess(len(books), n // 4, f"{len(books)} orderbook pushes queued for {n} changes")
         self.assertTrue(books and any(a["price"] == 4000.0 for a in books[-1]["asks"]),
                         "the slow subscriber's last book is not the latest")
         if not sanitized(self.srv.proc.pid):  # the order pools grow too; far below a backlog
