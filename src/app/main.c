@@ -94,7 +94,9 @@ static int apply_risk_config(engine *e, persistence *p, const server_config *cfg
     c.ts_ns = now_ns();
     engine_result r;
     uint64_t seq;
-    if ((p && persistence_log(p, &c, &seq, r.message, sizeof r.message) != 0) ||
+    /* checked first: a refused command would stay in the journal */
+    if (engine_risk_config_check(&c.u.risk, r.message, sizeof r.message) != QAEX_OK ||
+        (p && persistence_log(p, &c, &seq, r.message, sizeof r.message) != 0) ||
         engine_apply(e, &c, &r) != QAEX_OK) {
         fprintf(stderr, "qaexchange-server: [risk]: %s\n", r.message);
         return -1;
@@ -253,6 +255,7 @@ int main(int argc, char **argv) {
      * without a wake first, then connect them */
     service *svc = service_create(e, p, 16384, NULL, NULL);
     if (svc) service_set_metrics(svc, &metrics);
+    if (svc) service_set_risk_warning(svc, cfg.risk_ratio_warning);
     gateway *g = svc ? gateway_create(&gc, svc) : NULL;
     if (g == NULL) {
         fprintf(stderr, "qaexchange-server: cannot listen on %s:%u (in use, or no permission)\n",

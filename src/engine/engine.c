@@ -794,27 +794,31 @@ bool engine_risk_config_equal(const engine_risk_config *a, const engine_risk_con
 }
 
 /* The same bounds as the [risk] section of the config file. */
-static int set_risk_config(engine *e, const command *cmd, engine_result *r) {
-    const engine_risk_config *c = &cmd->u.risk;
+int engine_risk_config_check(const engine_risk_config *c, char *msg, size_t cap) {
     if (!(c->max_position_ratio > 0 && c->max_position_ratio <= 1))
-        return engine_fail(r, ERR_CONFIG, "max_position_ratio must be in (0, 1], got %g",
-                           c->max_position_ratio);
-    if (!(c->max_order_value > 0 && c->max_order_value <= 1e15))
-        return engine_fail(r, ERR_CONFIG, "max_order_value must be in (0, 1e15], got %g",
-                           c->max_order_value);
-    if (!(c->risk_ratio_reject > 0 && c->risk_ratio_reject <= 10))
-        return engine_fail(r, ERR_CONFIG, "risk_ratio_reject must be in (0, 10], got %g",
-                           c->risk_ratio_reject);
-    if (!(c->force_close_threshold > 0 && c->force_close_threshold <= 10))
-        return engine_fail(r, ERR_CONFIG, "force_close_threshold must be in (0, 10], got %g",
-                           c->force_close_threshold);
-    if (c->min_order_volume < 1 || c->max_order_volume > 1000000000 ||
-        c->min_order_volume > c->max_order_volume)
-        return engine_fail(r, ERR_CONFIG,
-                           "order volume limits must satisfy 1 <= min (%lld) <= max (%lld) <= "
-                           "1000000000",
-                           (long long)c->min_order_volume, (long long)c->max_order_volume);
-    engine_config_set_risk(&e->cfg, c);
+        snprintf(msg, cap, "max_position_ratio must be in (0, 1], got %g", c->max_position_ratio);
+    else if (!(c->max_order_value > 0 && c->max_order_value <= 1e15))
+        snprintf(msg, cap, "max_order_value must be in (0, 1e15], got %g", c->max_order_value);
+    else if (!(c->risk_ratio_reject > 0 && c->risk_ratio_reject <= 10))
+        snprintf(msg, cap, "risk_ratio_reject must be in (0, 10], got %g", c->risk_ratio_reject);
+    else if (!(c->force_close_threshold > 0 && c->force_close_threshold <= 10))
+        snprintf(msg, cap, "force_close_threshold must be in (0, 10], got %g",
+                 c->force_close_threshold);
+    else if (c->min_order_volume < 1 || c->max_order_volume > 1000000000 ||
+             c->min_order_volume > c->max_order_volume)
+        snprintf(msg, cap,
+                 "order volume limits must satisfy 1 <= min (%lld) <= max (%lld) <= 1000000000",
+                 (long long)c->min_order_volume, (long long)c->max_order_volume);
+    else
+        return QAEX_OK;
+    return ERR_CONFIG;
+}
+
+static int set_risk_config(engine *e, const command *cmd, engine_result *r) {
+    char msg[QAEX_MSG_LEN];
+    if (engine_risk_config_check(&cmd->u.risk, msg, sizeof msg) != QAEX_OK)
+        return engine_fail(r, ERR_CONFIG, "%s", msg);
+    engine_config_set_risk(&e->cfg, &cmd->u.risk);
     return QAEX_OK;
 }
 

@@ -55,6 +55,8 @@ typedef struct engine_risk_config {
 
 void engine_risk_config_of(const engine_config *cfg, engine_risk_config *out);
 void engine_config_set_risk(engine_config *cfg, const engine_risk_config *risk);
+/* QAEX_OK, or ERR_CONFIG with msg naming the value out of bounds (what CMD_RISK_CONFIG checks). */
+int engine_risk_config_check(const engine_risk_config *risk, char *msg, size_t cap);
 bool engine_risk_config_equal(const engine_risk_config *a, const engine_risk_config *b);
 
 typedef enum command_type {

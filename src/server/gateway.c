@@ -452,6 +452,7 @@ static void notes_join(gateway *g, session *s) {
 }
 
 static void notes_leave(gateway *g, session *s) {
+    s->notes_listed = false; /* a conn_id left in notes_pending is skipped at the flush */
     if (s->notes == NULL) return;
     notes_count(g, notes_effective(s), -1);
     notify_session_free(s->notes);
@@ -613,7 +614,11 @@ static void notes_flush(gateway *g) {
     notify_message *out[128];
     for (uint32_t i = 0; i < g->n_notes_pending; i++) {
         session *s = conn_find(g, g->notes_pending[i]);
-        if (s == NULL || s->notes == NULL) continue;
+        if (s == NULL) continue;
+        if (s->notes == NULL) {
+            s->notes_listed = false;
+            continue;
+        }
         size_t n;
         while ((n = notify_ready(g->notes, s->notes, now, out, 128)) > 0) {
             size_t first_batched = 0;
@@ -2086,7 +2091,7 @@ static void internal_reply(gateway *g, session *s, const reply *r) {
         auth_lookup_done(g, s, body, r->status);
     } else if (r->status == PURPOSE_HISTORY_ACCESS) {
         history_access_done(g, s, body);
-    } else if (r->status == PURPOSE_WS_AUTH) {
+    } else if (r->status == PURPOSE_WS_AUTH && !s->is_diff) { /* (a session may turn DIFF) */
         bool ok = json_is_true(json_object_get(body, "ok"));
         const char *acc = json_string_value(json_object_get(body, "account_id"));
         if (ok) ws_authenticate(g, s, acc);
@@ -2789,11 +2794,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
             if (s == NULL) return -1;
             return write_response(g, s);
         case LWS_CALLBACK_CLOSED_HTTP:
+        case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* the session's memory is about to go (an upgrade
+                                               * to WebSocket on a kept-alive connection) */
             session_close(g, s);
             return 0;
 
         case LWS_CALLBACK_ESTABLISHED: {
             if (s == NULL) return -1;
+            session_close(g, s); /* an HTTP request of this connection still registered */
             memset(s, 0, sizeof *s);
             s->wsi = wsi;
             s->is_ws = true;
@@ -2967,7 +2975,7 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
     info.timeout_secs = 10;
     g->ctx = lws_create_context(&info);
     if (g->ctx == NULL) {
-        free(g);
+        gateway_destroy(g);
         return NULL;
     }
     struct lws_context_creation_info vh;
@@ -2978,8 +2986,7 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
     vh.vhost_name = "http";
     vh.keepalive_timeout = 10; /* idle keep-alive connections, and requests lws cannot parse */
     if (lws_create_vhost(g->ctx, &vh) == NULL) {
-        lws_context_destroy(g->ctx);
-        free(g);
+        gateway_destroy(g);
         return NULL;
     }
     g->http_port = cfg->http_port;
@@ -2988,8 +2995,7 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
         vh.iface = cfg->ws_host;
         vh.vhost_name = "ws";
         if (lws_create_vhost(g->ctx, &vh) == NULL) {
-            lws_context_destroy(g->ctx);
-            free(g);
+            gateway_destroy(g);
             return NULL;
         }
     }

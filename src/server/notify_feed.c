@@ -7,13 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Risk bands reported by margin_call and risk_alert (the risk levels of types.h). */
-#define BAND_UNKNOWN 0xFF
+/* Risk bands: below the warning ratio, at or above it (margin_call), at or above the engine's
+ * risk_ratio_reject (risk_alert). */
+enum { BAND_CALM = 0, BAND_WARNING = 1, BAND_REJECT = 2, BAND_UNKNOWN = 0xFF };
 
 struct notify_feed {
     notify_sink_fn sink;
     void *ctx;
     uint32_t channels;
+    double warning_ratio;
     uint8_t *risk_band; /* per account slot: the band last reported */
     uint32_t cap_risk_band;
     /* the order of the last EV_ORDER: the trade of a fill follows it at once */
@@ -60,6 +62,7 @@ notify_feed *notify_feed_new(notify_sink_fn sink, void *ctx) {
     f->sink = sink;
     f->ctx = ctx;
     f->last_order_seq = UINT64_MAX;
+    f->warning_ratio = 0.8;
     return f;
 }
 
@@ -70,7 +73,14 @@ void notify_feed_free(notify_feed *f) {
 }
 
 void notify_feed_set_channels(notify_feed *f, uint32_t channel_mask) {
+    /* bands were not followed while nobody listened: start again from the next sight */
+    if (f->channels == 0 && channel_mask != 0 && f->risk_band)
+        memset(f->risk_band, BAND_UNKNOWN, f->cap_risk_band);
     f->channels = channel_mask;
+}
+
+void notify_feed_set_warning_ratio(notify_feed *f, double ratio) {
+    f->warning_ratio = ratio;
 }
 
 static void order_note(notify_feed *f, const engine *e, const order *o, int64_t now_ns) {
@@ -194,16 +204,20 @@ static void check_band(notify_feed *f, const engine *e, const account *a, const 
                        int64_t now_ns) {
     uint8_t *band = band_of(f, (uint32_t)(a - engine_account_at(e, 0)));
     if (band == NULL) return;
-    uint8_t now_band = (uint8_t)risk_level_of(v->risk_ratio);
+    double reject = engine_get_config(e)->risk_ratio_reject;
+    uint8_t now_band = v->risk_ratio >= reject             ? BAND_REJECT
+                       : v->risk_ratio >= f->warning_ratio ? BAND_WARNING
+                                                           : BAND_CALM;
     uint8_t before = *band;
     *band = now_band;
     if (before == BAND_UNKNOWN || now_band <= before) return;
-    char msg[128];
-    if (now_band == RISK_CRITICAL) {
-        snprintf(msg, sizeof msg, "risk ratio %.4f is critical: new orders are refused at 0.95",
-                 v->risk_ratio);
+    char msg[160];
+    if (now_band == BAND_REJECT) {
+        snprintf(msg, sizeof msg,
+                 "risk ratio %.4f reached %.4f: orders that raise it further are refused",
+                 v->risk_ratio, reject);
         risk_note(f, NOTIFY_RISK_ALERT, a, v->risk_ratio, v->balance, v->margin, msg, now_ns);
-    } else if (now_band == RISK_HIGH) {
+    } else {
         snprintf(msg, sizeof msg, "margin call: risk ratio %.4f", v->risk_ratio);
         risk_note(f, NOTIFY_MARGIN_CALL, a, v->risk_ratio, v->balance, v->margin, msg, now_ns);
     }

@@ -8,7 +8,8 @@
  *   EV_TRADE    -> trade_executed (the seed's TradeExecutedNotify fields; fill_type FULL when the
  *               fill finished its order, else PARTIAL)
  *   EV_POSITION -> position_update;  EV_ACCOUNT -> account_update, and when the account's risk
- *               ratio rises into a higher band: margin_call at >= 0.8, risk_alert at >= 0.95
+ *               ratio rises into a higher band: margin_call at >= risk_ratio_warning (0.8),
+ *               risk_alert at >= the engine's risk_ratio_reject (0.95)
  *               (also checked for every holder by notify_feed_risk_scan after price moves)
  *   EV_ACCOUNT_SETTLED with a forced close -> risk_alert
  *   EV_INSTRUMENT -> market_halt when suspended, system_notice otherwise (to everybody)
@@ -48,6 +49,10 @@ void notify_feed_free(notify_feed *f);
 /* Only notifications of these channels (NOTIFY_CHANNEL_BIT set) are produced: the union of what
  * the sessions want. 0 produces nothing. */
 void notify_feed_set_channels(notify_feed *f, uint32_t channel_mask);
+
+/* margin_call fires when an account's risk ratio climbs to this ([risk] risk_ratio_warning,
+ * 0.8 by default); risk_alert at the engine's risk_ratio_reject. */
+void notify_feed_set_warning_ratio(notify_feed *f, double ratio);
 
 /* One engine event; now_ns is the command's time. */
 void notify_feed_event(notify_feed *f, const engine *e, const engine_event *ev, int64_t now_ns);

@@ -33,6 +33,7 @@ struct persistence {
     unsigned char *pending;
     size_t pending_len;
     uint64_t pending_seq;
+    uint64_t started_seq; /* of the snapshot begun last (engine thread) */
     /* or a child process encoding it (periodic snapshots): the writer reads its pipe */
     pid_t pending_child;
     int pending_fd;
@@ -231,6 +232,7 @@ static bool snapshot_begin_forked(persistence *p, const engine *e) {
     p->pending_child = child;
     p->pending_fd = fds[0];
     p->pending_seq = p->last_seq;
+    p->started_seq = p->last_seq;
     p->busy = true;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
@@ -252,6 +254,7 @@ static bool snapshot_begin(persistence *p, const engine *e) {
     p->pending = buf;
     p->pending_len = len;
     p->pending_seq = p->last_seq;
+    p->started_seq = p->last_seq;
     p->busy = true;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
@@ -290,7 +293,7 @@ bool persistence_snapshot_wait(persistence *p) {
     pthread_mutex_lock(&p->mu);
     while (p->busy)
         pthread_cond_wait(&p->cv, &p->mu);
-    bool ok = atomic_load(&p->written_seq) == p->last_seq;
+    bool ok = atomic_load(&p->written_seq) >= p->started_seq;
     pthread_mutex_unlock(&p->mu);
     return ok;
 }

@@ -59,7 +59,7 @@ int persistence_snapshot(persistence *p, const engine *e, char *err, size_t errl
 /* A snapshot in the background, as the interval takes them: a forked child encodes it, so the
  * calling thread pays only the fork. 0 when started, -1 when one is still being written or the
  * fork failed. persistence_snapshot_wait returns once none is being written; true when the
- * last one reached the disk. */
+ * one started last (or a later one) reached the disk. Engine thread only, like the rest. */
 int persistence_snapshot_start(persistence *p, const engine *e);
 bool persistence_snapshot_wait(persistence *p);
 

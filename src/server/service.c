@@ -1486,6 +1486,10 @@ void service_set_market_listeners(service *s, int n) {
     atomic_store(&s->market_listeners, n);
 }
 
+void service_set_risk_warning(service *s, double ratio) {
+    notify_feed_set_warning_ratio(s->notes, ratio);
+}
+
 void service_set_notify_channels(service *s, uint32_t channel_mask) {
     atomic_store(&s->notify_channels, channel_mask);
 }

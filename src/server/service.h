@@ -199,6 +199,10 @@ void service_set_diff_listeners(service *s, int quotes, int charts);
  * other channels are not produced. 0 (the default) produces none. */
 void service_set_notify_channels(service *s, uint32_t channel_mask);
 
+/* margin_call notifications from this risk ratio on ([risk] risk_ratio_warning); before
+ * service_start. */
+void service_set_risk_warning(service *s, double ratio);
+
 /* Counts commands, orders, trades and latencies into these series (NULL: none). */
 void service_set_metrics(service *s, const server_metrics *m);
 

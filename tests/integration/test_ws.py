@@ -1,4 +1,5 @@
 """The `type` WebSocket protocol against the real server (SPEC 6; seed lines 6744-7579)."""
+import json
 import os
 import socket
 import tempfile
@@ -109,6 +110,44 @@ class WsTest(unittest.TestCase):
                  "direction": "BUY", "offset": "OPEN", "volume": 1, "price": 3600.0})
         m = ws.recv()
         self.assertEqual(m["type"], "error")
+
+    def test_upgrade_after_http_on_one_connection(self):
+        """A kept-alive HTTP connection that then upgrades to a WebSocket (after an answered
+        request, and pipelined right behind one) leaves the server sound: the keepalive sweep
+        and the notification broadcast walk every registered session each second."""
+        import base64
+        port = self.srv.port
+        upgrade = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: "
+                   f"{base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        health = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+        order = json.dumps({"user_id": "wsa", "instrument_id": "IF2501", "direction": "BUY",
+                            "offset": "OPEN", "volume": 1, "price": 3500.0})
+        post = (f"POST /api/order/submit HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(order)}\r\n\r\n{order}")
+        for first, pipelined in ((health, False), (post, True)):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            try:
+                if pipelined:
+                    sock.sendall((first + upgrade).encode())
+                else:
+                    sock.sendall(first.encode())
+                    self.assertIn(b"200", sock.recv(65536).split(b"\r\n")[0])
+                    sock.sendall(upgrade.encode())
+                sock.settimeout(2)
+                try:
+                    while sock.recv(65536):
+                        pass
+                except OSError:
+                    pass
+            finally:
+                sock.close()
+        time.sleep(1.5)  # a keepalive sweep (every 1 s) walks the sessions
+        status, body = self.srv.get("/health")
+        self.assertEqual(status, 200, body)
+        ws = self.connect("wsa")
+        ws.send({"type": "ping"})
+        self.assertEqual(ws.recv(timeout=2), {"type": "pong"})
 
 
 class KeepaliveTest(unittest.TestCase):
