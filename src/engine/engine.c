@@ -97,23 +97,20 @@ int engine_reserve_positions(engine *e, uint32_t n) {
     return 0;
 }
 
-static int grow_order_pool(engine *e) {
-    uint32_t old = e->cap_orders;
-    uint32_t cap = old;
-    if (grow_array((void **)&e->orders, &cap, old + 1, sizeof(order)) != 0) return -1;
-    /* new slots join the free list lowest first, so allocation order is deterministic */
-    for (uint32_t i = cap; i-- > old;) {
-        e->orders[i].account_next = e->order_free;
-        e->order_free = i;
-    }
-    e->cap_orders = cap;
-    return 0;
-}
-
+/* Released slots are taken first (last released first), then never-used ones lowest first: the
+ * allocation order is deterministic. Never-used slots are not touched when the pool grows (a
+ * free list threaded through them faulted in every new page at once: 100 ms at a million
+ * orders), only as they are taken. */
 uint32_t engine_alloc_order(engine *e) {
-    if (e->order_free == SLOT_NONE && grow_order_pool(e) != 0) return SLOT_NONE;
     uint32_t slot = e->order_free;
-    e->order_free = e->orders[slot].account_next;
+    if (slot != SLOT_NONE) {
+        e->order_free = e->orders[slot].account_next;
+    } else {
+        if (e->order_fresh == e->cap_orders &&
+            grow_array((void **)&e->orders, &e->cap_orders, e->order_fresh + 1, sizeof(order)) != 0)
+            return SLOT_NONE;
+        slot = e->order_fresh++;
+    }
     memset(&e->orders[slot], 0, sizeof(order));
     e->orders_in_use++;
     return slot;
@@ -126,17 +123,15 @@ static void release_order_slot(engine *e, uint32_t slot) {
 }
 
 uint32_t engine_alloc_trade(engine *e) {
-    if (e->trade_free == SLOT_NONE) {
-        uint32_t old = e->cap_trades, cap = old;
-        if (grow_array((void **)&e->trades, &cap, old + 1, sizeof(trade)) != 0) return SLOT_NONE;
-        for (uint32_t i = cap; i-- > old;) {
-            e->trades[i].account_next = e->trade_free;
-            e->trade_free = i;
-        }
-        e->cap_trades = cap;
-    }
     uint32_t slot = e->trade_free;
-    e->trade_free = e->trades[slot].account_next;
+    if (slot != SLOT_NONE) {
+        e->trade_free = e->trades[slot].account_next;
+    } else {
+        if (e->trade_fresh == e->cap_trades &&
+            grow_array((void **)&e->trades, &e->cap_trades, e->trade_fresh + 1, sizeof(trade)) != 0)
+            return SLOT_NONE;
+        slot = e->trade_fresh++;
+    }
     memset(&e->trades[slot], 0, sizeof(trade));
     e->trades_in_use++;
     return slot;
@@ -1108,7 +1103,7 @@ const order *engine_order_find_any(const engine *e, const char *order_id) {
 }
 
 const order *engine_order_at(const engine *e, uint32_t slot) {
-    return slot < e->cap_orders ? &e->orders[slot] : NULL;
+    return slot < e->order_fresh ? &e->orders[slot] : NULL; /* (above: never used) */
 }
 
 const order *engine_order_first(const engine *e, const account *a) {

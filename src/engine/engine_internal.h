@@ -37,12 +37,14 @@ struct engine {
 
     order *orders;
     uint32_t cap_orders, orders_in_use;
-    uint32_t order_free; /* free list through account_next */
-    idmap order_map;     /* (namespace, order_id): namespace is the account or ORDER_NS_SERVER */
+    uint32_t order_free;  /* released slots: a list through account_next */
+    uint32_t order_fresh; /* slots from here to cap_orders were never used (nor touched) */
+    idmap order_map;      /* (namespace, order_id): namespace is the account or ORDER_NS_SERVER */
 
     trade *trades;
     uint32_t cap_trades, trades_in_use;
-    uint32_t trade_free; /* free list through account_next */
+    uint32_t trade_free;  /* released slots: a list through account_next */
+    uint32_t trade_fresh; /* slots from here to cap_trades were never used (nor touched) */
 
     user *users;
     uint32_t n_users, cap_users;

@@ -7,15 +7,13 @@
 #define IDMAP_MAX_LOAD_NUM 7
 #define IDMAP_MAX_LOAD_DEN 10
 
-static int idmap_alloc(idmap *m, uint32_t capacity) {
-    idmap_entry *e = malloc((size_t)capacity * sizeof *e);
-    if (e == NULL) return -1;
-    for (uint32_t i = 0; i < capacity; i++)
-        e[i].slot = IDMAP_NONE;
-    m->entries = e;
-    m->capacity = capacity;
-    m->count = 0;
-    return 0;
+/* Old buckets moved per insert or remove: the old table is empty after capacity / 64 of them,
+ * long before the new one (twice the size) can fill. */
+#define MIGRATE_STEP 64
+
+/* Zeroed, that is empty: a large table's pages are touched as entries land, not at once. */
+static idmap_entry *table_new(uint32_t capacity) {
+    return calloc(capacity, sizeof(idmap_entry));
 }
 
 int idmap_init(idmap *m, uint32_t expected) {
@@ -23,18 +21,24 @@ int idmap_init(idmap *m, uint32_t expected) {
     while (capacity < 0x40000000u &&
            (uint64_t)capacity * IDMAP_MAX_LOAD_NUM < (uint64_t)expected * IDMAP_MAX_LOAD_DEN)
         capacity <<= 1;
-    return idmap_alloc(m, capacity);
+    memset(m, 0, sizeof *m);
+    m->entries = table_new(capacity);
+    if (m->entries == NULL) return -1;
+    m->capacity = capacity;
+    return 0;
 }
 
 void idmap_free(idmap *m) {
     free(m->entries);
-    m->entries = NULL;
-    m->capacity = m->count = 0;
+    free(m->old);
+    memset(m, 0, sizeof *m);
 }
 
 void idmap_clear(idmap *m) {
-    for (uint32_t i = 0; i < m->capacity; i++)
-        m->entries[i].slot = IDMAP_NONE;
+    free(m->old);
+    m->old = NULL;
+    m->old_capacity = m->migrated = 0;
+    memset(m->entries, 0, (size_t)m->capacity * sizeof *m->entries);
     m->count = 0;
 }
 
@@ -65,70 +69,124 @@ uint64_t idmap_hash_str(uint64_t ns, const char *s) {
     return h ^ (h >> 32);
 }
 
-static uint32_t home_of(const idmap *m, uint64_t hash) {
-    return (uint32_t)(idmap_hash_u64(hash) & (m->capacity - 1));
+static uint32_t home_of(uint32_t capacity, uint64_t hash) {
+    return (uint32_t)(idmap_hash_u64(hash) & (capacity - 1));
+}
+
+/* The index of the entry in t with this hash that match accepts (NULL: any), or IDMAP_NONE. */
+static uint32_t probe(const idmap_entry *t, uint32_t capacity, uint64_t hash, idmap_match_fn match,
+                      const void *ctx) {
+    uint32_t mask = capacity - 1;
+    for (uint32_t i = home_of(capacity, hash);; i = (i + 1) & mask) {
+        const idmap_entry *e = &t[i];
+        if (e->tag == IDMAP_TAG_EMPTY) return IDMAP_NONE;
+        if (e->tag != IDMAP_TAG_TOMBSTONE && e->hash == hash &&
+            (match == NULL || match(ctx, e->tag - 1)))
+            return i;
+    }
 }
 
 uint32_t idmap_find(const idmap *m, uint64_t hash, idmap_match_fn match, const void *ctx) {
-    uint32_t mask = m->capacity - 1;
-    for (uint32_t i = home_of(m, hash);; i = (i + 1) & mask) {
-        const idmap_entry *e = &m->entries[i];
-        if (e->slot == IDMAP_NONE) return IDMAP_NONE;
-        if (e->hash == hash && (match == NULL || match(ctx, e->slot))) return e->slot;
-    }
+    uint32_t i = probe(m->entries, m->capacity, hash, match, ctx);
+    if (i != IDMAP_NONE) return m->entries[i].tag - 1;
+    if (m->old == NULL) return IDMAP_NONE;
+    /* old buckets below the cursor were moved: what they still hold is a stale copy */
+    i = probe(m->old, m->old_capacity, hash, match, ctx);
+    return i != IDMAP_NONE && i >= m->migrated ? m->old[i].tag - 1 : IDMAP_NONE;
 }
 
-static void place(idmap *m, uint64_t hash, uint32_t slot) {
-    uint32_t mask = m->capacity - 1;
-    uint32_t i = home_of(m, hash);
-    while (m->entries[i].slot != IDMAP_NONE)
+static void place(idmap_entry *t, uint32_t capacity, uint64_t hash, uint32_t tag) {
+    uint32_t mask = capacity - 1;
+    uint32_t i = home_of(capacity, hash);
+    while (t[i].tag != IDMAP_TAG_EMPTY)
         i = (i + 1) & mask;
-    m->entries[i].hash = hash;
-    m->entries[i].slot = slot;
-    m->count++;
+    t[i].hash = hash;
+    t[i].tag = tag;
 }
 
-static int grow(idmap *m) {
-    idmap old = *m;
-    if (old.capacity >= 0x80000000u) return -1;
-    if (idmap_alloc(m, old.capacity * 2) != 0) {
-        *m = old;
-        return -1;
+/* Moves up to `steps` old buckets into the current table; frees the old one once empty. */
+static void migrate(idmap *m, uint32_t steps) {
+    if (m->old == NULL) return;
+    for (; steps > 0 && m->migrated < m->old_capacity; steps--) {
+        const idmap_entry *e = &m->old[m->migrated++];
+        if (e->tag != IDMAP_TAG_EMPTY && e->tag != IDMAP_TAG_TOMBSTONE)
+            place(m->entries, m->capacity, e->hash, e->tag);
     }
-    for (uint32_t i = 0; i < old.capacity; i++)
-        if (old.entries[i].slot != IDMAP_NONE) place(m, old.entries[i].hash, old.entries[i].slot);
-    free(old.entries);
+    if (m->migrated == m->old_capacity) {
+        free(m->old);
+        m->old = NULL;
+        m->old_capacity = m->migrated = 0;
+    }
+}
+
+void idmap_settle(idmap *m) {
+    migrate(m, UINT32_MAX);
+}
+
+/* A table twice the size takes the inserts from now on; the current one becomes the old one. */
+static int grow(idmap *m) {
+    if (m->capacity >= 0x80000000u) return -1;
+    idmap_settle(m); /* (a growth never overtakes a migration; this is only a guard) */
+    idmap_entry *bigger = table_new(m->capacity * 2);
+    if (bigger == NULL) return -1;
+    m->old = m->entries;
+    m->old_capacity = m->capacity;
+    m->migrated = 0;
+    m->entries = bigger;
+    m->capacity *= 2;
     return 0;
 }
 
 int idmap_insert(idmap *m, uint64_t hash, uint32_t slot) {
+    if (slot >= IDMAP_TAG_TOMBSTONE - 1) return -1;
     if ((uint64_t)(m->count + 1) * IDMAP_MAX_LOAD_DEN >
             (uint64_t)m->capacity * IDMAP_MAX_LOAD_NUM &&
         grow(m) != 0)
         return -1;
-    place(m, hash, slot);
+    migrate(m, MIGRATE_STEP);
+    place(m->entries, m->capacity, hash, slot + 1);
+    m->count++;
     return 0;
 }
 
-int idmap_remove(idmap *m, uint64_t hash, uint32_t slot) {
-    uint32_t mask = m->capacity - 1;
-    uint32_t i = home_of(m, hash);
-    for (;; i = (i + 1) & mask) {
-        if (m->entries[i].slot == IDMAP_NONE) return -1;
-        if (m->entries[i].hash == hash && m->entries[i].slot == slot) break;
-    }
-    /* Backward-shift: pull later members of the probe run into the hole when their home slot
-     * lies at or before it, so no lookup ever stops early at the vacated entry. */
+/* Backward-shift removal of t[i]: pull later members of the probe run into the hole when their
+ * home lies at or before it, so no lookup ever stops early at the vacated bucket. */
+static void remove_at(idmap_entry *t, uint32_t capacity, uint32_t i) {
+    uint32_t mask = capacity - 1;
     uint32_t hole = i;
-    for (uint32_t j = (hole + 1) & mask; m->entries[j].slot != IDMAP_NONE; j = (j + 1) & mask) {
-        uint32_t home = home_of(m, m->entries[j].hash);
+    for (uint32_t j = (hole + 1) & mask; t[j].tag != IDMAP_TAG_EMPTY; j = (j + 1) & mask) {
+        uint32_t home = home_of(capacity, t[j].hash);
         bool movable = (j > hole) ? (home <= hole || home > j) : (home <= hole && home > j);
         if (movable) {
-            m->entries[hole] = m->entries[j];
+            t[hole] = t[j];
             hole = j;
         }
     }
-    m->entries[hole].slot = IDMAP_NONE;
+    t[hole].tag = IDMAP_TAG_EMPTY;
+}
+
+/* The index of exactly (hash, slot) in t, or IDMAP_NONE. */
+static uint32_t probe_exact(const idmap_entry *t, uint32_t capacity, uint64_t hash, uint32_t slot) {
+    uint32_t mask = capacity - 1;
+    for (uint32_t i = home_of(capacity, hash);; i = (i + 1) & mask) {
+        if (t[i].tag == IDMAP_TAG_EMPTY) return IDMAP_NONE;
+        if (t[i].hash == hash && t[i].tag == slot + 1) return i;
+    }
+}
+
+int idmap_remove(idmap *m, uint64_t hash, uint32_t slot) {
+    if (slot >= IDMAP_TAG_TOMBSTONE - 1) return -1;
+    uint32_t i = probe_exact(m->entries, m->capacity, hash, slot);
+    if (i != IDMAP_NONE) {
+        remove_at(m->entries, m->capacity, i);
+    } else {
+        /* still in the old table: a tombstone, since a backward shift there could move an entry
+         * behind the migration cursor, where it would never be moved */
+        i = m->old ? probe_exact(m->old, m->old_capacity, hash, slot) : IDMAP_NONE;
+        if (i == IDMAP_NONE || i < m->migrated) return -1;
+        m->old[i].tag = IDMAP_TAG_TOMBSTONE;
+    }
     m->count--;
+    migrate(m, MIGRATE_STEP);
     return 0;
 }

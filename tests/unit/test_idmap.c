@@ -1,7 +1,8 @@
 /* The idmap (src/engine/idmap.h): an open-addressing index from a 64-bit hash to a slot, with
  * linear probing and backward-shift deletion. Integer keys are their own hash and need no match
  * callback; string keys live in the caller's records and are compared by a callback. Besides the
- * direct cases, 200,000 random operations run against a plain reference model, and after every
+ * direct cases, 200,000 random operations run against a plain reference model (and operations
+ * in the middle of a growth's incremental migration against another), and after every
  * removal the table's structure is checked: every entry is reachable from its home bucket without
  * crossing an empty one (the property backward shift has to keep). */
 #include "check.h"
@@ -26,11 +27,6 @@ static uint64_t xorshift64(void) {
     return x;
 }
 
-/* The bucket where a hash starts probing (the map re-mixes the hash before masking). */
-static uint32_t home_bucket(const idmap *m, uint64_t hash) {
-    return (uint32_t)(idmap_hash_u64(hash) & (m->capacity - 1));
-}
-
 /* The n-th integer key (n = 0, 1, ...) whose home bucket in a table of `capacity` is `bucket`. */
 static uint64_t key_with_home(uint32_t capacity, uint32_t bucket, int n, uint64_t start) {
     for (uint64_t k = start;; k++) {
@@ -41,35 +37,45 @@ static uint64_t key_with_home(uint32_t capacity, uint32_t bucket, int n, uint64_
 /* The index of the entry holding (hash, slot), or -1. */
 static int64_t entry_index(const idmap *m, uint64_t hash, uint32_t slot) {
     for (uint32_t i = 0; i < m->capacity; i++)
-        if (m->entries[i].slot == slot && m->entries[i].hash == hash) return i;
+        if (m->entries[i].tag == slot + 1 && m->entries[i].hash == hash) return i;
     return -1;
 }
 
-/* Structural invariants: capacity a power of two, load at most 70%, count equal to the number
- * of occupied entries, and no empty bucket between any entry and its home. Returns the number of
- * violations (each printed). */
-static int check_structure(const idmap *m) {
+/* Entries of one table that can no longer be reached from their home: an empty bucket lies
+ * between (a tombstone does not cut a run). Only buckets from `from` on are live. */
+static int cut_off(const idmap_entry *t, uint32_t capacity, uint32_t from, uint32_t *live) {
     int bad = 0;
-    if (m->capacity == 0 || (m->capacity & (m->capacity - 1)) != 0) {
-        fprintf(stderr, "capacity %u is not a power of two\n", m->capacity);
-        return 1;
-    }
-    uint32_t occupied = 0;
-    uint32_t mask = m->capacity - 1;
-    for (uint32_t i = 0; i < m->capacity; i++) {
-        if (m->entries[i].slot == IDMAP_NONE) continue;
-        occupied++;
-        for (uint32_t j = home_bucket(m, m->entries[i].hash); j != i; j = (j + 1) & mask) {
-            if (m->entries[j].slot == IDMAP_NONE) {
-                fprintf(stderr, "entry %u (home %u) is cut off by the empty bucket %u\n", i,
-                        home_bucket(m, m->entries[i].hash), j);
+    uint32_t mask = capacity - 1;
+    for (uint32_t i = from; i < capacity; i++) {
+        if (t[i].tag == IDMAP_TAG_EMPTY || t[i].tag == IDMAP_TAG_TOMBSTONE) continue;
+        (*live)++;
+        uint32_t home = (uint32_t)(idmap_hash_u64(t[i].hash) & mask);
+        for (uint32_t j = home; j != i; j = (j + 1) & mask) {
+            if (t[j].tag == IDMAP_TAG_EMPTY) {
+                fprintf(stderr, "entry %u (home %u) is cut off by the empty bucket %u\n", i, home,
+                        j);
                 bad++;
                 break;
             }
         }
     }
-    if (occupied != m->count) {
-        fprintf(stderr, "count %u but %u occupied entries\n", m->count, occupied);
+    return bad;
+}
+
+/* Structural invariants: capacity a power of two, load at most 70%, count equal to the live
+ * entries of the current table plus those the old one still holds above its migration cursor,
+ * and no empty bucket between any entry and its home, in either table. Returns the number of
+ * violations (each printed). */
+static int check_structure(const idmap *m) {
+    if (m->capacity == 0 || (m->capacity & (m->capacity - 1)) != 0) {
+        fprintf(stderr, "capacity %u is not a power of two\n", m->capacity);
+        return 1;
+    }
+    uint32_t live = 0;
+    int bad = cut_off(m->entries, m->capacity, 0, &live);
+    if (m->old) bad += cut_off(m->old, m->old_capacity, m->migrated, &live);
+    if (live != m->count) {
+        fprintf(stderr, "count %u but %u live entries\n", m->count, live);
         bad++;
     }
     if ((uint64_t)m->count * 10 > (uint64_t)m->capacity * 7) {
@@ -103,7 +109,7 @@ static void test_init_capacity(void) {
     CHECK_INT(m.capacity, 16);
     CHECK_INT(m.count, 0);
     for (uint32_t i = 0; i < m.capacity; i++)
-        CHECK_INT(m.entries[i].slot, IDMAP_NONE);
+        CHECK_INT(m.entries[i].tag, IDMAP_TAG_EMPTY);
     CHECK_INT(idmap_find(&m, 42, NULL, NULL), IDMAP_NONE);
     CHECK_INT(idmap_remove(&m, 42, 0), -1);
     idmap_free(&m);
@@ -327,7 +333,7 @@ static void test_backward_shift_middle(void) {
     CHECK_INT(entry_index(&m, a, 1), 5);
     CHECK_INT(entry_index(&m, d, 4), 6);
     CHECK_INT(entry_index(&m, c, 3), 7);
-    CHECK_INT(m.entries[8].slot, IDMAP_NONE);
+    CHECK_INT(m.entries[8].tag, IDMAP_TAG_EMPTY);
     CHECK_INT(entry_index(&m, f, 5), 9);
     CHECK_INT(idmap_find(&m, a, NULL, NULL), 1);
     CHECK_INT(idmap_find(&m, b, NULL, NULL), IDMAP_NONE);
@@ -340,7 +346,7 @@ static void test_backward_shift_middle(void) {
     CHECK_INT(idmap_remove(&m, a, 1), 0);
     CHECK_INT(entry_index(&m, d, 4), 6);
     CHECK_INT(entry_index(&m, c, 3), 5);
-    CHECK_INT(m.entries[7].slot, IDMAP_NONE);
+    CHECK_INT(m.entries[7].tag, IDMAP_TAG_EMPTY);
     CHECK_INT(idmap_find(&m, c, NULL, NULL), 3);
     CHECK_INT(idmap_find(&m, d, NULL, NULL), 4);
     CHECK_INT(check_structure(&m), 0);
@@ -369,7 +375,7 @@ static void test_backward_shift_skips_entries_at_home(void) {
     CHECK_INT(entry_index(&m, c, 12), 3);
     CHECK_INT(entry_index(&m, b, 11), 4);
     CHECK_INT(entry_index(&m, d, 13), 5);
-    CHECK_INT(m.entries[6].slot, IDMAP_NONE);
+    CHECK_INT(m.entries[6].tag, IDMAP_TAG_EMPTY);
     CHECK_INT(entry_index(&m, e2, 14), 7);
     CHECK_INT(idmap_find(&m, b, NULL, NULL), 11);
     CHECK_INT(idmap_find(&m, c, NULL, NULL), 12);
@@ -406,7 +412,7 @@ static void test_backward_shift_wraps(void) {
     CHECK_INT(entry_index(&m, d, 4), 0);
     CHECK_INT(entry_index(&m, f, 5), 1);
     CHECK_INT(entry_index(&m, g, 6), 2);
-    CHECK_INT(m.entries[3].slot, IDMAP_NONE);
+    CHECK_INT(m.entries[3].tag, IDMAP_TAG_EMPTY);
     CHECK_INT(check_structure(&m), 0);
     /* now remove across the wrap: the hole at 14 pulls d (home 14) back over the boundary */
     CHECK_INT(idmap_remove(&m, a, 1), 0);
@@ -414,7 +420,7 @@ static void test_backward_shift_wraps(void) {
     CHECK_INT(entry_index(&m, d, 4), 14);
     CHECK_INT(entry_index(&m, f, 5), 0);
     CHECK_INT(entry_index(&m, g, 6), 1);
-    CHECK_INT(m.entries[2].slot, IDMAP_NONE);
+    CHECK_INT(m.entries[2].tag, IDMAP_TAG_EMPTY);
     CHECK_INT(idmap_find(&m, c, NULL, NULL), 3);
     CHECK_INT(idmap_find(&m, d, NULL, NULL), 4);
     CHECK_INT(idmap_find(&m, f, NULL, NULL), 5);
@@ -502,6 +508,71 @@ static void test_random_integer_keys(void) {
     idmap_free(&m);
 }
 
+/* Growth moves the old table a few buckets per insert or remove: right after a doubling, finds,
+ * removals (tombstones in the old table), re-inserts of removed keys and new inserts are checked
+ * against a model after every operation, with the structure of both tables, until the old table
+ * is gone; then every key once more. Several rounds with different seeds. */
+enum { MIG_KEYS = 40000 };
+static void test_operations_during_migration(void) {
+    static bool present[MIG_KEYS];
+    static uint32_t slot_of[MIG_KEYS];
+    int mismatches = 0;
+    for (int round = 0; round < 6 && mismatches == 0; round++) {
+        memset(present, 0, sizeof present);
+        rng_state = 0x13198A2E03707344ULL + (uint64_t)round;
+        idmap m;
+        CHECK_INT(idmap_init(&m, 0), 0);
+        uint32_t n_present = 0, next = 0;
+        /* fill to just past the growth of a 16,384-bucket table (11,468 entries at 70%) */
+        uint32_t target = round % 2 ? 11469 : 22938;
+        while (n_present < target) {
+            CHECK_INT(idmap_insert(&m, (uint64_t)next * 0x9E3779B97F4A7C15ULL, next), 0);
+            present[next] = true;
+            slot_of[next] = next;
+            next++;
+            n_present++;
+        }
+        CHECK(m.old != NULL); /* a migration is under way */
+        for (int op = 0; m.old != NULL && op < 5000 && mismatches < 5; op++) {
+            uint64_t r = xorshift64();
+            uint32_t k = (uint32_t)(r % (next + 100 < MIG_KEYS ? next + 100 : MIG_KEYS));
+            uint64_t hash = (uint64_t)k * 0x9E3779B97F4A7C15ULL;
+            unsigned what = (unsigned)((r >> 40) % 3);
+            if (what == 0) {
+                int rc = idmap_remove(&m, hash, present[k] ? slot_of[k] : 7u);
+                if (rc != (present[k] ? 0 : -1)) mismatches++;
+                if (present[k]) n_present--;
+                present[k] = false;
+            } else if (what == 1 && !present[k]) {
+                uint32_t slot = (uint32_t)(xorshift64() % 1000000);
+                if (idmap_insert(&m, hash, slot) != 0) mismatches++;
+                present[k] = true;
+                slot_of[k] = slot;
+                n_present++;
+                if (k >= next) next = k + 1;
+            } else {
+                uint32_t got = idmap_find(&m, hash, NULL, NULL);
+                if (got != (present[k] ? slot_of[k] : IDMAP_NONE)) {
+                    fprintf(stderr, "round %d op %d: find(%u) = %u\n", round, op, k, got);
+                    mismatches++;
+                }
+            }
+            if (m.count != n_present) mismatches++;
+            if (op % 16 == 0 && check_structure(&m) != 0) mismatches++;
+        }
+        CHECK(m.old == NULL); /* the migration finished */
+        for (uint32_t x = 0; x < next + 100 && x < MIG_KEYS; x++)
+            if (idmap_find(&m, (uint64_t)x * 0x9E3779B97F4A7C15ULL, NULL, NULL) !=
+                (present[x] ? slot_of[x] : IDMAP_NONE)) {
+                mismatches++;
+                break;
+            }
+        if (check_structure(&m) != 0) mismatches++;
+        idmap_free(&m);
+    }
+    CHECK_INT(mismatches, 0);
+}
+
 /* String keys with a deliberately weak hash (64 values for 2,000 keys): the map holds long runs
  * of equal hashes and finds through the callback; removal must take the exact (hash, slot). */
 enum { SKEYS = 2000 };
@@ -580,5 +651,6 @@ int main(void) {
     RUN_TEST(test_backward_shift_wraps);
     RUN_TEST(test_random_integer_keys);
     RUN_TEST(test_random_string_keys);
+    RUN_TEST(test_operations_during_migration);
     return CHECK_REPORT();
 }
