@@ -345,6 +345,25 @@ static char *qout_end(qout *o, int truncated, double elapsed_ms, const json_t *e
     return text;
 }
 
+/* Closes a result: the text to *out and the counts to *info (NULL: not wanted). */
+static int qout_finish(qout *o, int truncated, int64_t t0, const json_t *extra, char **out,
+                       history_result_info *info, history_query_error *err) {
+    long rows = o->rows;
+    double elapsed = (double)(now_ns() - t0) / 1e6;
+    char *text = qout_end(o, truncated, elapsed, extra);
+    if (!text) {
+        qerr(err, HISTORY_QERR_STORAGE, "out of memory building the result");
+        return HISTORY_QERR_STORAGE;
+    }
+    *out = text;
+    if (info) {
+        info->row_count = rows;
+        info->truncated = truncated;
+        info->elapsed_ms = elapsed;
+    }
+    return 0;
+}
+
 /* ---- connections ---- */
 
 struct history_query_conn {
@@ -665,20 +684,7 @@ static int run_stmt(history_query_conn *c, sqlite3_stmt *st, const run_limits *r
         qout_free(&o);
         return step_error(c, rc, rl, err);
     }
-    long rows = o.rows;
-    double elapsed = (double)(now_ns() - t0) / 1e6;
-    char *text = qout_end(&o, truncated, elapsed, extra);
-    if (!text) {
-        qerr(err, HISTORY_QERR_STORAGE, "out of memory building the result");
-        return HISTORY_QERR_STORAGE;
-    }
-    *out = text;
-    if (info) {
-        info->row_count = rows;
-        info->truncated = truncated;
-        info->elapsed_ms = elapsed;
-    }
-    return 0;
+    return qout_finish(&o, truncated, t0, extra, out, info, err);
 }
 
 /* Prepares one of our own statements (compiled, already validated). */
@@ -1850,20 +1856,7 @@ int history_timeseries(history_query_conn *c, const char *instrument_id, const c
         return rc;
     }
     sqlite3_finalize(st);
-    long rows = o.rows;
-    double elapsed = (double)(now_ns() - t0) / 1e6;
-    char *text = qout_end(&o, truncated, elapsed, NULL);
-    if (!text) {
-        qerr(err, HISTORY_QERR_STORAGE, "out of memory building the result");
-        return HISTORY_QERR_STORAGE;
-    }
-    *out = text;
-    if (info) {
-        info->row_count = rows;
-        info->truncated = truncated;
-        info->elapsed_ms = elapsed;
-    }
-    return 0;
+    return qout_finish(&o, truncated, t0, NULL, out, info, err);
 }
 
 /* ---- trades paging ---- */

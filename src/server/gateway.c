@@ -194,12 +194,20 @@ static void new_account_id(char *out, size_t outlen) {
 
 /* ---- shared messages and session queues ---- */
 
-static shared_msg *msg_new_room(const char *text, size_t len, size_t head_room) {
+/* A message with room for len bytes of text (and the NUL) that the caller writes at
+ * msg_text(m); the only place a shared_msg is allocated. */
+static shared_msg *msg_alloc(size_t len, size_t head_room) {
     shared_msg *m = malloc(sizeof *m + LWS_PRE + head_room + len + 1);
     if (m == NULL) return NULL;
     m->refs = 1;
     m->len = len;
     m->head_room = head_room;
+    return m;
+}
+
+static shared_msg *msg_new_room(const char *text, size_t len, size_t head_room) {
+    shared_msg *m = msg_alloc(len, head_room);
+    if (m == NULL) return NULL;
     memcpy(msg_text(m), text, len);
     msg_text(m)[len] = '\0';
     return m;
@@ -213,12 +221,9 @@ static shared_msg *msg_new(const char *text, size_t len) {
 static shared_msg *msg_new_parts(const char *head, const char *body, size_t body_len,
                                  const char *tail) {
     size_t h = strlen(head), t = strlen(tail), len = h + body_len + t;
-    shared_msg *m = malloc(sizeof *m + LWS_PRE + len + 1);
+    shared_msg *m = msg_alloc(len, 0);
     if (m == NULL) return NULL;
-    m->refs = 1;
-    m->len = len;
-    m->head_room = 0;
-    unsigned char *p = m->data + LWS_PRE;
+    unsigned char *p = msg_text(m);
     memcpy(p, head, h);
     memcpy(p + h, body, body_len);
     memcpy(p + h + body_len, tail, t);
@@ -630,12 +635,10 @@ static void notes_flush(gateway *g) {
             }
             if (first_batched < n) {
                 size_t len = notify_batch_len(out + first_batched, n - first_batched);
-                shared_msg *m = malloc(sizeof *m + LWS_PRE + len + 1);
+                shared_msg *m = msg_alloc(len, 0);
                 if (m) {
-                    m->refs = 1;
-                    m->head_room = 0;
                     m->len = notify_format_batch(out + first_batched, n - first_batched,
-                                                 (char *)m->data + LWS_PRE, len + 1);
+                                                 (char *)msg_text(m), len + 1);
                     if (m->len) session_send(s, m, false);
                     msg_release(m);
                 }
