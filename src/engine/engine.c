@@ -161,10 +161,11 @@ void engine_account_append_trade(engine *e, uint32_t slot) {
 /* Server ids ("O" + 20 digits) are unique across accounts and live in one namespace; a client's
  * own ids are unique only within its account. */
 bool engine_is_server_order_id(const char *id) {
-    if (id[0] != 'O' || strlen(id) != 21) return false;
+    if (id[0] != 'O') return false;
+    /* the scan stops at the terminator (not a digit), so no strlen is needed first */
     for (int i = 1; i < 21; i++)
         if (id[i] < '0' || id[i] > '9') return false;
-    return true;
+    return id[21] == '\0';
 }
 
 static uint32_t order_namespace(uint32_t account_slot, const char *id) {
