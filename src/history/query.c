@@ -374,6 +374,7 @@ struct history_query_conn {
     int timed_out;
     char hidden[32][64]; /* tables of the file that queries may not read (meta, sqlite_*) */
     int n_hidden;
+    int internal_txn; /* set while this file begins or ends its own read transaction */
 };
 
 static int hidden_table(const history_query_conn *c, const char *name) {
@@ -460,6 +461,10 @@ static int authorizer(void *ud, int action, const char *a1, const char *a2, cons
         case SQLITE_SELECT:
         case SQLITE_RECURSIVE:
             return SQLITE_OK;
+        case SQLITE_TRANSACTION:
+            if (c->internal_txn) return SQLITE_OK;
+            deny(c, 3, "only SELECT is allowed: %s", action_name(action, a1));
+            return SQLITE_DENY;
         case SQLITE_READ:
             /* the history tables, and names that are not in the schema (common table
              * expressions); every other table of the file is refused */
@@ -1873,8 +1878,39 @@ static int valid_date(const char *d) {
     return 1;
 }
 
+/* BEGIN or COMMIT of a read transaction: statements between the two see one snapshot of the
+ * file even while the writer commits. Queries themselves may not do this (the authorizer). */
+static int read_txn(history_query_conn *c, const char *verb, history_query_error *err) {
+    c->internal_txn = 1;
+    int rc = sqlite3_exec(c->db, verb, NULL, NULL, NULL);
+    c->internal_txn = 0;
+    if (rc == SQLITE_OK) return 0;
+    qerr(err, HISTORY_QERR_STORAGE, "history storage error: %s: %s", verb, sqlite3_errmsg(c->db));
+    return HISTORY_QERR_STORAGE;
+}
+
+static int trades_page_in_txn(history_query_conn *c, const history_trades_page_query *q,
+                              const history_query_limits *lim, char **out,
+                              history_query_error *err);
+
+/* The totals and the page are two statements: one read transaction keeps them consistent (a
+ * trade committed between them would otherwise be on the page but not in the total). */
 int history_trades_page(history_query_conn *c, const history_trades_page_query *q,
                         const history_query_limits *lim, char **out, history_query_error *err) {
+    if (out) *out = NULL;
+    if (!c) return trades_page_in_txn(c, q, lim, out, err);
+    int rc = read_txn(c, "BEGIN", err);
+    if (rc != 0) return rc;
+    rc = trades_page_in_txn(c, q, lim, out, err);
+    history_query_error end_err;
+    /* a read transaction left open would pin the connection to this snapshot for good */
+    if (read_txn(c, "COMMIT", &end_err) != 0) read_txn(c, "ROLLBACK", &end_err);
+    return rc;
+}
+
+static int trades_page_in_txn(history_query_conn *c, const history_trades_page_query *q,
+                              const history_query_limits *lim, char **out,
+                              history_query_error *err) {
     if (out) *out = NULL;
     if (!c || !q || !out || !q->account_id || !*q->account_id) {
         qerr(err, HISTORY_QERR_INVALID, "trade history needs an account_id");

@@ -923,6 +923,24 @@ static void test_schema_v1_file_is_upgraded(void) {
         CHECK_STR(json_string_value(cell(r, 1, 0)), "T3");
         json_decref(r);
     }
+    /* the page query ends its read transaction: a later commit is in the next page query */
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_INT(sqlite3_exec(db,
+                           "INSERT INTO trades VALUES('T5','O5','M3','a','X','BUY','OPEN',12.0,1,"
+                           "0.5,0.0,1,400,'2025-01-02',9)",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    out = NULL;
+    CHECK_INT(history_trades_page(c, &pq, NULL, &out, &err), 0);
+    r = json_loads(out ? out : "", 0, NULL);
+    free(out);
+    CHECK(r != NULL);
+    if (r) {
+        CHECK_INT(json_integer_value(json_object_get(r, "total")), 4);
+        CHECK_STR(json_string_value(cell(r, 0, 0)), "T5");
+        json_decref(r);
+    }
     history_query_close(c);
     char side[220];
     unlink(path);
