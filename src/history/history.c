@@ -855,7 +855,7 @@ int history_submit_settlement(history_store *h, const history_settlement_rec *r)
     TERMINATE(e.u.stl.settlement_date);
     e.u.stl.force_closed_accounts =
         strdup(r->force_closed_accounts ? r->force_closed_accounts : "[]");
-    if (!e.u.stl.force_closed_accounts) return HISTORY_EINVAL;
+    if (!e.u.stl.force_closed_accounts) return HISTORY_ENOMEM;
     int rc = enqueue(h, &e);
     if (rc != HISTORY_OK) free((char *)e.u.stl.force_closed_accounts);
     return rc;

@@ -39,6 +39,7 @@ enum {
     HISTORY_ETIMEOUT = 3, /* history_flush: not everything committed in time */
     HISTORY_EIO = 4,      /* an SQLite error (message in the stats' last_error) */
     HISTORY_EINVAL = 5,   /* bad argument */
+    HISTORY_ENOMEM = 6,   /* out of memory: record not queued */
 };
 
 /* Fixed buffer sizes; longer strings are truncated (ids in this project are much shorter). */

@@ -70,7 +70,8 @@ struct history_feed {
     _Atomic uint64_t dropped;       /* pushes refused by a full ring (engine thread) */
     _Atomic uint64_t applied_pub;   /* applied, for other threads */
     _Atomic uint64_t committed_pub; /* history_last_seq, cached */
-    _Atomic uint64_t from_ring, from_journal, catch_ups, gaps, gap_commands, submit_waits;
+    _Atomic uint64_t from_ring, from_journal, catch_ups, gaps, gap_commands, submit_waits,
+        submit_failures;
     _Atomic uint64_t bootstrap_seq;
     _Atomic bool bootstrapped;
     _Atomic bool bootstrap_from_snapshot;
@@ -117,11 +118,24 @@ static void copy(char *dst, size_t cap, const char *src) {
 /* ---- events -> records ---- */
 
 /* Each submit waits for room in the writer's queue: back-pressure on this thread only. */
+/* A full queue is waited out; any other refusal loses the record, which is counted and said
+ * (the store is closing, or out of memory) rather than dropped silently. */
 #define SUBMIT(fn, f, rec)                                                                         \
     do {                                                                                           \
-        while (fn((f)->h, (rec)) == HISTORY_EFULL)                                                 \
+        int submit_rc_;                                                                            \
+        while ((submit_rc_ = fn((f)->h, (rec))) == HISTORY_EFULL)                                  \
             atomic_fetch_add(&(f)->submit_waits, 1);                                               \
+        if (submit_rc_ != HISTORY_OK) submit_failed(f, #fn, submit_rc_);                           \
     } while (0)
+
+static void submit_failed(history_feed *f, const char *what, int rc) {
+    if (atomic_fetch_add(&f->submit_failures, 1) == 0)
+        warn(f, "%s failed (%s) at command %llu: the record is not in the history", what,
+             rc == HISTORY_ECLOSED  ? "the store is closing"
+             : rc == HISTORY_ENOMEM ? "out of memory"
+                                    : "error",
+             (unsigned long long)f->cur_seq);
+}
 
 static void put_account(history_feed *f, const account *a, int64_t ts_ns, const char *day,
                         const char *reason, const account_settlement *st) {
@@ -658,8 +672,8 @@ char *history_feed_stats_json(history_feed *f) {
     pthread_mutex_unlock(&f->msg_mu);
     json_object_set_new(
         j, "feed",
-        json_pack("{s:b, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "bootstrapped",
-                  atomic_load(&f->bootstrapped), "bootstrap_seq",
+        json_pack("{s:b, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
+                  "bootstrapped", atomic_load(&f->bootstrapped), "bootstrap_seq",
                   (json_int_t)atomic_load(&f->bootstrap_seq), "bootstrap_from_snapshot",
                   atomic_load(&f->bootstrap_from_snapshot), "applied_seq",
                   (json_int_t)atomic_load(&f->applied_pub), "journal_durable_seq",
@@ -668,8 +682,8 @@ char *history_feed_stats_json(history_feed *f) {
                   (json_int_t)atomic_load(&f->from_journal), "ring_dropped",
                   (json_int_t)atomic_load(&f->dropped), "catch_ups",
                   (json_int_t)atomic_load(&f->catch_ups), "gaps", (json_int_t)atomic_load(&f->gaps),
-                  "gap_commands", (json_int_t)atomic_load(&f->gap_commands), "last_warning",
-                  warning));
+                  "gap_commands", (json_int_t)atomic_load(&f->gap_commands), "submit_failures",
+                  (json_int_t)atomic_load(&f->submit_failures), "last_warning", warning));
     char *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(j);
     return out;
