@@ -3,12 +3,14 @@
 #include "journal/crc32c.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -335,6 +337,42 @@ static int replay_one(void *ctx, uint64_t seq, const void *data, size_t len) {
     return 0;
 }
 
+/* Renames DIR/journal to the first free DIR/journal.before-SEQ[.N] and makes the rename
+ * durable, so that a crash cannot bring the old journal back under the new one. */
+static int set_aside_journal(const char *dir, uint64_t snap_seq, char *to, size_t tolen, char *err,
+                             size_t errlen) {
+    char from[1100];
+    snprintf(from, sizeof from, "%s/journal", dir);
+    for (int n = 1; n <= 1000; n++) {
+        if (n == 1)
+            snprintf(to, tolen, "%s/journal.before-%llu", dir, (unsigned long long)snap_seq);
+        else
+            snprintf(to, tolen, "%s/journal.before-%llu.%d", dir, (unsigned long long)snap_seq, n);
+        struct stat st;
+        if (lstat(to, &st) == 0) continue;
+        if (errno != ENOENT) {
+            snprintf(err, errlen, "cannot set aside %s: %s: %s", from, to, strerror(errno));
+            return -1;
+        }
+        if (rename(from, to) != 0) {
+            snprintf(err, errlen, "cannot set aside %s as %s: %s", from, to, strerror(errno));
+            return -1;
+        }
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) != 0) {
+            snprintf(err, errlen, "cannot sync %s after setting the journal aside: %s", dir,
+                     strerror(errno));
+            if (fd >= 0) close(fd);
+            return -1;
+        }
+        close(fd);
+        return 0;
+    }
+    snprintf(err, errlen, "cannot set aside %s: journal.before-%llu.1..1000 all exist", from,
+             (unsigned long long)snap_seq);
+    return -1;
+}
+
 persistence *persistence_open(const persistence_options *opt, const engine_config *cfg,
                               engine **out, persistence_recovery *info, char *err, size_t errlen) {
     memset(info, 0, sizeof *info);
@@ -391,24 +429,22 @@ persistence *persistence_open(const persistence_options *opt, const engine_confi
     journal_recovery_info ji;
     p->j = journal_open(p->dir, &jo, &ji, err, errlen);
     if (p->j == NULL) goto fail;
-    if (ji.last_seq < snap_seq) {
+    /* Where the journal ends: the seq before the one it expects next. An empty journal (0)
+     * accepts any first seq, so it simply continues after the snapshot. */
+    uint64_t journal_next = journal_next_seq(p->j);
+    if (journal_next != 0 && journal_next - 1 < snap_seq) {
         /* the journal ends before the snapshot (an async tail lost, or a journal cut by
          * --recover-to-corruption): the snapshot alone is the state; the old journal is set
          * aside and a new one continues after the snapshot */
         journal_close(p->j, NULL, 0);
         p->j = NULL;
-        char from[1100], to[1200];
-        snprintf(from, sizeof from, "%s/journal", p->dir);
-        snprintf(to, sizeof to, "%s/journal.before-%llu", p->dir, (unsigned long long)snap_seq);
-        if (rename(from, to) != 0) {
-            snprintf(err, errlen, "cannot set aside %s: %s", from, strerror(errno));
-            goto fail;
-        }
+        char to[1200];
+        if (set_aside_journal(p->dir, snap_seq, to, sizeof to, err, errlen) != 0) goto fail;
         size_t used = strlen(info->report);
         snprintf(info->report + used, sizeof info->report - used,
                  "%sthe journal ended at %llu, before the snapshot at %llu: kept as %s",
-                 used ? "; " : "", (unsigned long long)ji.last_seq, (unsigned long long)snap_seq,
-                 to);
+                 used ? "; " : "", (unsigned long long)(journal_next - 1),
+                 (unsigned long long)snap_seq, to);
         memset(&ji, 0, sizeof ji);
         p->j = journal_open(p->dir, &jo, &ji, err, errlen);
         if (p->j == NULL) goto fail;

@@ -236,6 +236,17 @@ class CrashTest(unittest.TestCase):
         snapshot_seq = body["data"]["last_seq"]
         missing = [oid for oid in orders if srv.get(f"/api/order/{oid}")[0] != 200]
         self.assertEqual(missing, [], f"{len(missing)} orders of the snapshot lost")
+        # restarts before any new command: the new journal is still empty, which is no reason
+        # to set it aside again (that used to fail start-up for good)
+        srv.stop()
+        srv = self.start()
+        srv.proc.kill()
+        srv.proc.wait(timeout=10)
+        srv = self.start()
+        self.assertEqual(len(glob.glob(os.path.join(self.data, "journal.before-*"))), 1)
+        status, body = srv.get("/monitoring/state")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["data"]["last_seq"], snapshot_seq)
         load = Load(srv, 77)
         time.sleep(0.3)
         load.join()
