@@ -163,6 +163,21 @@ class OpenModeTest(MethodsCase):
         st, hdr, body = call(self.srv, "PATCH", "/api/order/submit", raw=b"{not json")
         self.assertEqual((st, hdr.get("Allow")), (405, "POST, OPTIONS"), body)
 
+    def test_keep_alive_405_then_200(self):
+        # the Allow header belongs to the 405 alone, not to the next answer on the connection
+        conn = http.client.HTTPConnection("127.0.0.1", self.srv.port, timeout=10)
+        try:
+            answers = []
+            for method in ("POST", "GET"):
+                conn.request(method, "/api/market/instruments", body=b"{}" if method == "POST"
+                             else None, headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                answers.append((resp.status, resp.getheader("Allow")))
+            self.assertEqual(answers, [(405, "GET, OPTIONS"), (200, None)])
+        finally:
+            conn.close()
+
     def test_unknown_paths_answer_404_without_allow(self):
         for path in UNKNOWN_PATHS:
             for method in METHODS:
