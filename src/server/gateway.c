@@ -36,12 +36,27 @@ typedef enum http_method {
     M_PUT,
     M_DELETE,
     M_OPTIONS,
-    M_PATCH
+    M_PATCH,
+    M_HEAD
 } http_method;
 
 static const char *method_name(http_method m) {
-    static const char *const names[] = {"?", "GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    static const char *const names[] = {"?",      "GET",     "POST",  "PUT",
+                                        "DELETE", "OPTIONS", "PATCH", "HEAD"};
     return names[m];
+}
+
+/* A set of methods, one bit each (a route's methods, a 405's Allow header). */
+#define ALLOW(m) (1u << (m))
+
+/* "GET, POST": the methods of a set, in the order of http_method. */
+static void allow_list(unsigned methods, char *out, size_t cap) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (int m = M_GET; m <= M_HEAD && len < cap; m++)
+        if (methods & ALLOW(m))
+            len += (size_t)snprintf(out + len, cap - len, "%s%s", len ? ", " : "",
+                                    method_name((http_method)m));
 }
 
 /* A message shared by every session it is pushed to. */
@@ -99,6 +114,7 @@ typedef struct session {
     bool awaiting_reply;
     shared_msg *response;      /* the HTTP response, once known */
     const char *response_type; /* its content type; NULL: JSON */
+    unsigned response_allow;   /* a 405's Allow methods (ALLOW bits); 0: no Allow header */
     int response_status;
     query_job *pending_query; /* a history query waiting for the engine's permission */
     /* WebSocket */
@@ -809,6 +825,8 @@ static int write_response(gateway *g, session *s) {
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
     const char *type = s->response_type ? s->response_type : "application/json";
     s->response_type = NULL;
+    unsigned allow = s->response_allow;
+    s->response_allow = 0;
     /* the CORS lines every response carries, as lws_add_http_header_by_name writes them for
      * HTTP/1 (the only HTTP the gateway serves): copied once instead of formatted three times */
     static const char cors[] = "access-control-allow-origin: *\r\n"
@@ -820,6 +838,13 @@ static int write_response(gateway *g, session *s) {
         return -1;
     memcpy(p, cors, sizeof cors - 1);
     p += sizeof cors - 1;
+    if (allow) { /* a 405 (RFC 9110 15.5.6): rare, so formatted here rather than kept ready */
+        char list[64];
+        allow_list(allow, list, sizeof list);
+        if (lws_add_http_header_by_name(s->wsi, (const unsigned char *)"allow:",
+                                        (const unsigned char *)list, (int)strlen(list), &p, end))
+            return -1;
+    }
     if (lws_finalize_http_header(s->wsi, &p, end)) return -1;
     shared_msg *m = s->response;
     s->response = NULL;
@@ -1659,15 +1684,117 @@ done:
     json_decref(body);
 }
 
-/* Routes anyone may use without a token: health, metrics, market data, register and login. */
-static bool is_public_route(http_method m, char **seg, int n) {
-    if (m == M_GET && n == 1 && (seg_is(seg, n, 0, "health") || seg_is(seg, n, 0, "metrics")))
-        return true;
-    if (n < 2 || !seg_is(seg, n, 0, "api")) return false;
-    if (m == M_POST && n == 3 && seg_is(seg, n, 1, "auth") &&
-        (seg_is(seg, n, 2, "register") || seg_is(seg, n, 2, "login")))
-        return true;
-    return m == M_GET && (seg_is(seg, n, 1, "market") || seg_is(seg, n, 1, "klines"));
+/* ---- the HTTP surface: which paths exist, with which methods ---- */
+
+/* A path the gateway serves and the methods it answers there. */
+typedef struct route_spec {
+    const char *pattern; /* segments without the leading '/'; "*" stands for any one segment */
+    unsigned methods;    /* ALLOW bits */
+    bool is_public;      /* served without a token (token mode); anything else needs one */
+} route_spec;
+
+#define GET_ ALLOW(M_GET)
+#define POST_ ALLOW(M_POST)
+#define PUT_ ALLOW(M_PUT)
+#define DELETE_ ALLOW(M_DELETE)
+
+/* The one list of routes: route_http answers 404 for a path none of these has and 405 (with
+ * Allow) for a method its route lacks, before any dispatcher parses a body or reaches the
+ * engine; so route_get, route_post and route_admin only see requests listed here, and a new
+ * route is added here as well as there. /admin and /monitoring routes are listed once and their
+ * /api twins are looked up without the "api". Where a literal segment and a "*" both match, the
+ * literal wins (route_match), as in the dispatchers: GET /api/account/open is the POST-only
+ * open route answering 405, not an account named "open". */
+static const route_spec routes[] = {
+    {"health", GET_, true},
+    {"metrics", GET_, true},
+    /* auth */
+    {"api/auth/register", POST_, true},
+    {"api/auth/login", POST_, true},
+    {"api/auth/current-user", GET_, false},
+    {"api/auth/user/*", GET_, false},
+    /* accounts */
+    {"api/user/*/accounts", GET_, false},
+    {"api/user/*/account/create", POST_, false},
+    {"api/account/open", POST_, false},
+    {"api/account/deposit", POST_, false},
+    {"api/account/withdraw", POST_, false},
+    {"api/account/list", GET_, false},
+    {"api/account/detail/*", GET_, false},
+    {"api/account/*/curve", GET_, false},
+    {"api/account/*", GET_, false},
+    /* orders, positions, trades */
+    {"api/order/submit", POST_, false},
+    {"api/order/cancel", POST_, false},
+    {"api/order/*", GET_, false},
+    {"api/order/user/*", GET_, false},
+    {"api/order/user/*/trades", GET_, false},
+    {"api/position/*", GET_, false},
+    {"api/position/account/*", GET_, false},
+    {"api/trades/user/*", GET_, false},
+    /* market data */
+    {"api/market/instruments", GET_, true},
+    {"api/market/tick/*", GET_, true},
+    {"api/market/orderbook/*", GET_, true},
+    {"api/market/recent-trades/*", GET_, true},
+    {"api/market/transactions", GET_, true},
+    {"api/market/order-stats", GET_, true},
+    {"api/market/symbols", GET_, true},
+    {"api/market/kline/*", GET_, true},
+    {"api/klines/*/*", GET_, true},
+    /* the history's queries */
+    {"api/query/sql", POST_, false},
+    {"api/query/structured", POST_, false},
+    {"api/query/timeseries", POST_, false},
+    /* the operator's */
+    {"admin/instruments", GET_, false},
+    {"admin/instrument/create", POST_, false},
+    {"admin/instrument/*/update", PUT_, false},
+    {"admin/instrument/*/suspend", PUT_, false},
+    {"admin/instrument/*/resume", PUT_, false},
+    {"admin/instrument/*/delist", DELETE_, false},
+    {"admin/settlement/set-price", POST_, false},
+    {"admin/settlement/batch-set-prices", POST_, false},
+    {"admin/settlement/execute", POST_, false},
+    {"admin/settlement/history", GET_, false},
+    {"admin/settlement/detail/*", GET_, false},
+    {"admin/risk/accounts", GET_, false},
+    {"admin/risk/margin-summary", GET_, false},
+    {"admin/risk/liquidations", GET_, false},
+    {"admin/capital/deposit", POST_, false},
+    {"admin/capital/withdraw", POST_, false},
+    {"admin/capital/transactions", GET_, false},
+    {"admin/account/*/freeze", POST_, false},
+    {"admin/account/*/unfreeze", POST_, false},
+    {"admin/audit", GET_, false},
+    {"monitoring/system", GET_, false},
+    {"monitoring/state", GET_, false},
+    {"monitoring/storage", GET_, false},
+    {"monitoring/accounts", GET_, false},
+    {"monitoring/orders", GET_, false},
+    {"monitoring/trades", GET_, false},
+    {"monitoring/report", POST_, false},
+};
+
+#undef GET_
+#undef POST_
+#undef PUT_
+#undef DELETE_
+
+/* How a pattern fits the path: -1 when it does not; else higher for a more specific pattern (a
+ * literal segment outweighs every segment after it), so the best fit is the highest score. */
+static long route_match(const char *pattern, char **seg, int n) {
+    long score = 0;
+    const char *p = pattern;
+    for (int i = 0; i < n; i++) {
+        if (*p == '\0') return -1;
+        size_t len = strcspn(p, "/");
+        bool any = len == 1 && *p == '*';
+        if (!any && (strncmp(seg[i], p, len) != 0 || seg[i][len] != '\0')) return -1;
+        score = score * 2 + !any;
+        p += len + (p[len] == '/');
+    }
+    return *p == '\0' ? score : -1;
 }
 
 /* The operator's routes: /admin, /monitoring (and both under /api). */
@@ -1676,11 +1803,41 @@ static bool is_admin_route(char **seg, int n) {
     return seg_is(seg, n, k, "admin") || seg_is(seg, n, k, "monitoring");
 }
 
+/* The route serving this path, whatever the method; NULL when none does. */
+static const route_spec *route_find(char **seg, int n) {
+    if (is_admin_route(seg, n) && seg_is(seg, n, 0, "api")) {
+        seg++;
+        n--;
+    }
+    const route_spec *best = NULL;
+    long best_score = -1;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        long score = route_match(routes[i].pattern, seg, n);
+        if (score > best_score) best = &routes[i], best_score = score;
+    }
+    return best;
+}
+
+/* 405 for a path that exists: the Allow header adds OPTIONS, answered on every path (CORS). */
+static void respond_not_allowed(session *s, const route_spec *rt) {
+    char list[64];
+    allow_list(rt->methods, list, sizeof list);
+    respond_error(s, 405, CODEC_ERR_METHOD_NOT_ALLOWED, "method %s not allowed on %s; allowed: %s",
+                  method_name(s->method), s->path, list);
+    s->response_allow = rt->methods | ALLOW(M_OPTIONS);
+}
+
 /* The history's SQL, structured and time-series queries: admin-only when tokens are enforced. */
 static bool is_query_route(char **seg, int n) {
     return n >= 2 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "query");
 }
 
+/* Checks run in this order: 413, OPTIONS (204 on any path: CORS preflights carry no token), the
+ * token (401), the admin role (403), then the route table (404 unknown path, 405 wrong method).
+ * Token and role come before the table on purpose: in token mode a caller without a token learns
+ * nothing of which protected paths exist, and a non-admin nothing of the operator's routes (any
+ * /admin path answers them 403, as before). Public routes need no token with any method, so a
+ * wrong method there is a 405 even without one. */
 static void route_http(gateway *g, session *s) {
     s->in_flight = true;
     if (g->cfg.metrics) metrics_counter_inc(g->cfg.metrics->http_requests);
@@ -1697,11 +1854,21 @@ static void route_http(gateway *g, session *s) {
     memcpy(path, s->path, sizeof path);
     char *seg[16];
     int n = split_path(path, seg, 16);
+    const route_spec *rt = route_find(seg, n);
     /* a token is read whenever one comes; without open mode every route but the public ones
      * needs it, and the operator's routes need the admin role */
-    if (!http_authenticate(g, s, !g->cfg.open_mode && !is_public_route(s->method, seg, n))) return;
+    if (!http_authenticate(g, s, !g->cfg.open_mode && !(rt && rt->is_public))) return;
     if (!g->cfg.open_mode && (is_admin_route(seg, n) || is_query_route(seg, n)) && !s->auth_admin) {
         respond_error(s, 403, CODEC_ERR_FORBIDDEN, "%s needs the admin role", s->path);
+        return;
+    }
+    if (rt == NULL) {
+        respond_error(s, 404, CODEC_ERR_NOT_FOUND, "no route %s %s", method_name(s->method),
+                      s->path);
+        return;
+    }
+    if (!(rt->methods & ALLOW(s->method))) {
+        respond_not_allowed(s, rt);
         return;
     }
     /* /admin/... and /monitoring/... are also served under /api */
@@ -1711,9 +1878,9 @@ static void route_http(gateway *g, session *s) {
         route_get(g, s, seg, n);
     else if (s->method == M_POST)
         route_post(g, s, seg, n);
-    else
-        respond_error(s, 405, CODEC_ERR_METHOD_NOT_ALLOWED, "method %s not allowed on %s",
-                      method_name(s->method), s->path);
+    else /* a method the table lists for a route no dispatcher serves with it */
+        respond_error(s, 500, ERR_INTERNAL, "no dispatcher for %s %s", method_name(s->method),
+                      s->path);
 }
 
 /* ---- the `type` WebSocket protocol ---- */
@@ -2560,7 +2727,8 @@ static http_method method_of(struct lws *wsi, char *path, size_t cap) {
         http_method method;
     } methods[] = {{WSI_TOKEN_GET_URI, M_GET},         {WSI_TOKEN_POST_URI, M_POST},
                    {WSI_TOKEN_PUT_URI, M_PUT},         {WSI_TOKEN_DELETE_URI, M_DELETE},
-                   {WSI_TOKEN_OPTIONS_URI, M_OPTIONS}, {WSI_TOKEN_PATCH_URI, M_PATCH}};
+                   {WSI_TOKEN_OPTIONS_URI, M_OPTIONS}, {WSI_TOKEN_PATCH_URI, M_PATCH},
+                   {WSI_TOKEN_HEAD_URI, M_HEAD}};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         if (lws_hdr_total_length(wsi, methods[i].token) > 0) {
             if (lws_hdr_copy(wsi, path, (int)cap, methods[i].token) < 0) path[0] = '\0';
