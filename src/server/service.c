@@ -351,13 +351,13 @@ static void on_event(void *ctx, const engine_event *ev) {
     if (ev->type == EV_TRADE && ev->trade->is_taker && s->metrics)
         metrics_counter_inc(s->metrics->trades);
     if (ev->type == EV_TICK) s->prices_moved = true;
+    /* the feed learns of every change of the channels, a fall to none included: the risk bands
+     * it followed are stale once nobody listened, and start again when someone does */
+    uint32_t note_channels = atomic_load_explicit(&s->notify_channels, memory_order_relaxed);
+    notify_feed_set_channels(s->notes, note_channels);
     if (atomic_load_explicit(&s->push_listeners, memory_order_relaxed) == 0) return;
     const engine *e = s->e;
-    uint32_t note_channels = atomic_load_explicit(&s->notify_channels, memory_order_relaxed);
-    if (note_channels) {
-        notify_feed_set_channels(s->notes, note_channels);
-        notify_feed_event(s->notes, e, ev, s->now_ns);
-    }
+    if (note_channels) notify_feed_event(s->notes, e, ev, s->now_ns);
     bool market = atomic_load_explicit(&s->market_listeners, memory_order_relaxed) > 0;
     if (s->n_diff_watched > 0) {
         switch (ev->type) {
@@ -1344,8 +1344,8 @@ static void watch_risk(service *s) {
     s->prices_moved = false;
     s->risk_scanned_ns = now;
     uint32_t channels = atomic_load(&s->notify_channels);
-    if (!(channels & NOTIFY_CHANNEL_BIT(NOTIFY_CH_RISK))) return;
     notify_feed_set_channels(s->notes, channels);
+    if (!(channels & NOTIFY_CHANNEL_BIT(NOTIFY_CH_RISK))) return;
     notify_feed_risk_scan(s->notes, s->e, wall_ns());
     flush_pushes(s);
     flush_wake(s);

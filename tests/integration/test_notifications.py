@@ -240,6 +240,55 @@ class NotificationTest(unittest.TestCase):
         self.assertEqual(notes[0]["payload"]["status"], "Trading")
 
 
+class ResumeTest(unittest.TestCase):
+    """Risk bands are followed only while someone listens: what an account did while nobody
+    did is not reported late as a crossing when a session subscribes again."""
+
+    def test_first_sight_after_a_pause_only_records_the_band(self):
+        srv = Server()
+        self.addCleanup(srv.close)
+        for user, cash in (("rR", 226_000), ("rA", 10_000_000), ("rB", 10_000_000),
+                           ("rC", 10_000_000)):
+            status, body = srv.post("/api/account/open", {"user_id": user, "init_cash": cash})
+            self.assertEqual(status, 200, body)
+
+        def session(user):
+            ws = srv.ws("/ws")
+            self.addCleanup(ws.close)
+            ws.send({"type": "auth", "user_id": user, "token": "demo"})
+            m, _ = ws.recv_until(lambda m: m.get("type") == "auth_response")
+            self.assertTrue(m["success"], m)
+            return ws
+
+        def order(ws, direction, price, volume=1):
+            ws.send({"type": "submit_order", "instrument_id": "IC2501", "direction": direction,
+                     "offset": "OPEN", "volume": volume, "price": price, "order_type": "LIMIT"})
+
+        risky, a, b, c = session("rR"), session("rA"), session("rB"), session("rC")
+        risky.send({"action": "subscribe"})
+        order(risky, "SELL", 5600.0)  # seen in the calm band (ratio ~0.5)
+        order(a, "BUY", 5600.0)
+        notes, _, _ = drain(risky)
+        self.assertIn("trade_executed", [n["message_type"] for n in notes])
+        risky.close()  # the only subscriber leaves (unsubscribe_all would mean every channel)
+        order(b, "SELL", 6100.0)  # while nobody listens the ratio rises to ~0.89
+        order(c, "BUY", 6100.0)
+        drain(b, limit=1.0)
+        status, acc = srv.get("/api/account/rR")
+        self.assertGreaterEqual(acc["data"]["risk_ratio"], 0.8)
+        risky = session("rR")
+        risky.send({"action": "subscribe"})
+        drain(risky)
+        order(b, "SELL", 6101.0)  # the first event for rR after the pause
+        order(c, "BUY", 6101.0)
+        notes, _, _ = drain(risky)
+        self.assertNotIn("margin_call", [n["message_type"] for n in notes], notes)
+        # and the subscription is live: rR's own rejected order comes through
+        order(risky, "BUY", 6101.0, volume=100)
+        notes, _, _ = drain(risky)
+        self.assertIn("order_rejected", [n["message_type"] for n in notes], notes)
+
+
 class AutoSubscribeTest(unittest.TestCase):
     """[notification] auto_subscribe = true: every authenticated session gets every channel
     (with batch_size and batch_interval_ms set, which the broker takes)."""
