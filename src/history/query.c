@@ -213,6 +213,7 @@ typedef struct qout {
     char **names; /* column names, JSON-quoted */
     char **raw_names;
     long rows;
+    int full; /* the last row would have passed HISTORY_MAX_RESULT_BYTES: it was taken back */
 } qout;
 
 static void qout_begin(qout *o, history_format fmt, const char *const *names, int n) {
@@ -279,18 +280,30 @@ static void put_value(qout *o, const history_value *v) {
     }
 }
 
+/* Appends value i of a row, or takes the row back (to row_start) when the text would grow
+ * past HISTORY_MAX_RESULT_BYTES. 0 when the row was taken back. */
+static int qout_value(qout *o, const history_value *v, size_t row_start) {
+    put_value(o, v);
+    if (o->b.len <= HISTORY_MAX_RESULT_BYTES) return 1;
+    o->b.len = row_start;
+    o->full = 1;
+    return 0;
+}
+
+/* One row; when it does not fit, nothing of it stays and o->full is set. */
 static void qout_row(qout *o, const history_value *v) {
+    size_t start = o->b.len;
     if (o->fmt == HISTORY_FMT_JSON) {
         sb_str(&o->b, o->rows ? ",[" : "[");
         for (int i = 0; i < o->ncols; i++) {
             if (i) sb_put(&o->b, ",", 1);
-            put_value(o, &v[i]);
+            if (!qout_value(o, &v[i], start)) return;
         }
         sb_put(&o->b, "]", 1);
     } else if (o->fmt == HISTORY_FMT_CSV) {
         for (int i = 0; i < o->ncols; i++) {
             if (i) sb_put(&o->b, ",", 1);
-            put_value(o, &v[i]);
+            if (!qout_value(o, &v[i], start)) return;
         }
         sb_put(&o->b, "\n", 1);
     } else {
@@ -299,7 +312,7 @@ static void qout_row(qout *o, const history_value *v) {
             if (i) sb_put(&o->b, ",", 1);
             if (o->names[i]) sb_str(&o->b, o->names[i]);
             sb_put(&o->b, ":", 1);
-            put_value(o, &v[i]);
+            if (!qout_value(o, &v[i], start)) return;
         }
         sb_put(&o->b, "}\n", 2);
     }
@@ -681,6 +694,10 @@ static int run_stmt(history_query_conn *c, sqlite3_stmt *st, const run_limits *r
         for (int i = 0; i < n; i++)
             column_value(st, i, &vals[i]);
         qout_row(&o, vals);
+        if (o.full) {
+            truncated = 1;
+            break;
+        }
         if (o.b.oom) break;
     }
     limits_end(c);
@@ -1838,6 +1855,10 @@ int history_timeseries(history_query_conn *c, const char *instrument_id, const c
             v[7] = (history_value){HISTORY_VAL_INT, count, 0, NULL};
             qout_row(&o, v);
             count = 0;
+            if (o.full) {
+                truncated = 1;
+                break;
+            }
         }
         if (rc != SQLITE_ROW) break;
         if (count == 0) {

@@ -26,6 +26,9 @@
 
 #define HISTORY_DEFAULT_ROW_LIMIT 10000
 #define HISTORY_MAX_ROW_LIMIT 1000000
+/* A result stops (truncated, at a whole row) before its text passes this many bytes: rows are
+ * limited in number, but one row can be made as wide as a query likes. */
+#define HISTORY_MAX_RESULT_BYTES (64u << 20)
 #define HISTORY_DEFAULT_TIME_LIMIT_MS 5000
 
 typedef struct history_query_error {

@@ -2,6 +2,7 @@
 #include "proto/codec.h"
 #include "proto/json_builder.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -993,6 +994,33 @@ int codec_parse_open_account(const json_t *body, command *out, char *msg, size_t
         codec_get_number(body, alias(body, "init_cash", "init_balance"),
                          &out->u.account_open.init_cash, false, msg, msglen) < 0)
         return ERR_BAD_MESSAGE;
+    return 0;
+}
+
+int codec_check_account_id(const char *id, char *msg, size_t msglen) {
+    static const char *const reserved[] = {".",       "..",       "list",  "open",
+                                           "deposit", "withdraw", "detail"};
+    size_t len = strlen(id);
+    if (len == 0 || len >= QAEX_ID_LEN) {
+        snprintf(msg, msglen, "account id \"%.63s\" must have 1 to %d characters", id,
+                 QAEX_ID_LEN - 1);
+        return ERR_BAD_MESSAGE;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (!isalnum(c) && !strchr("_.-@:", c)) {
+            snprintf(msg, msglen,
+                     "account id \"%s\" has the character 0x%02x at %zu (allowed: letters, "
+                     "digits and _ . - @ :)",
+                     id, c, i);
+            return ERR_BAD_MESSAGE;
+        }
+    }
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (strcmp(id, reserved[i]) == 0) {
+            snprintf(msg, msglen, "account id \"%s\" is reserved: a URL could not name it", id);
+            return ERR_BAD_MESSAGE;
+        }
     return 0;
 }
 

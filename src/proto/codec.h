@@ -274,6 +274,11 @@ int codec_parse_cancel(const json_t *body, command *out, char *msg, size_t msgle
  * ACC_ id; the engine refuses an empty account_id. */
 int codec_parse_open_account(const json_t *body, command *out, char *msg, size_t msglen);
 
+/* A new account's id: 1-63 of A-Z a-z 0-9 _ . - @ :, not "." or "..", and not a word the
+ * /api/account/{id} routes take for themselves (list, open, deposit, withdraw, detail), so that
+ * every account can be named in a URL. 0, or ERR_BAD_MESSAGE with msg naming the id. */
+int codec_check_account_id(const char *id, char *msg, size_t msglen);
+
 /* POST /api/account/deposit|withdraw: account_id (else user_id) and amount (a number; the engine
  * refuses amount <= 0 with 2003/2004). type is CMD_DEPOSIT or CMD_WITHDRAW. */
 int codec_parse_transfer(const json_t *body, command_type type, command *out, char *msg,

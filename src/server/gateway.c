@@ -1085,7 +1085,8 @@ oom:
     respond_error(s, 500, ERR_INTERNAL, "out of memory");
 }
 
-/* Copies src into dst[cap], cut to fit (ids are checked for length where they enter). */
+/* Copies src into dst[cap], cut to fit: for values already checked for length where they
+ * entered (bodies by the codec, path segments by route_http). */
 static void copy_id(char *dst, size_t cap, const char *src) {
     size_t n = src ? strnlen(src, cap - 1) : 0;
     memmove(dst, src ? src : "", n);
@@ -1114,14 +1115,6 @@ static bool url_arg(struct lws *wsi, const char *name, char *out, size_t cap) {
     if (value == NULL || strlen(value) >= cap) return false;
     memmove(out, value, strlen(value) + 1);
     return true;
-}
-
-static int64_t query_int(session *s, const char *name, int64_t def) {
-    char buf[32];
-    if (!url_arg(s->wsi, name, buf, sizeof buf)) return def;
-    char *end;
-    long long v = strtoll(buf, &end, 10);
-    return *end == '\0' && end != buf ? v : def;
 }
 
 /* A URL argument that must be an integer in [min, max] when present: false (and the 400 is
@@ -1219,6 +1212,7 @@ static void route_post(gateway *g, session *s, char **seg, int n) {
             else
                 new_account_id(id, QAEX_ID_LEN);
         }
+        if (rc == 0 && id[0] != '\0') rc = codec_check_account_id(id, msg, sizeof msg);
     } else if (n == 5 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "user") &&
                seg_is(seg, n, 3, "account") && seg_is(seg, n, 4, "create")) {
         rq.route = ROUTE_USER_ACCOUNT_CREATE;
@@ -1227,6 +1221,7 @@ static void route_post(gateway *g, session *s, char **seg, int n) {
         rc = codec_parse_open_account(body, &rq.cmd, msg, sizeof msg);
         if (rc == 0 && rq.cmd.u.account_open.account_id[0] == '\0')
             new_account_id(rq.cmd.u.account_open.account_id, QAEX_ID_LEN);
+        if (rc == 0) rc = codec_check_account_id(rq.cmd.u.account_open.account_id, msg, sizeof msg);
     } else if (n == 3 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "account") &&
                (seg_is(seg, n, 2, "deposit") || seg_is(seg, n, 2, "withdraw"))) {
         bool dep = seg_is(seg, n, 2, "deposit");
@@ -1367,8 +1362,9 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
     } else if (seg_is(seg, n, 1, "trades") && n == 4 && seg_is(seg, n, 2, "user")) {
         rq.route = ROUTE_TRADES_PAGE;
         copy_id(rq.key, sizeof rq.key, seg[3]);
-        rq.num1 = query_int(s, "page=", 1);
-        rq.num2 = query_int(s, "size=", 20);
+        if (!query_int_in(s, "page=", 1, 1, 1000000000, &rq.num1) ||
+            !query_int_in(s, "size=", 20, 1, 1000, &rq.num2))
+            return;
         query_str(s, "instrument_id=", rq.key2, sizeof rq.key2);
         query_str(s, "start_date=", rq.date_from, sizeof rq.date_from);
         query_str(s, "end_date=", rq.date_to, sizeof rq.date_to);
@@ -1478,6 +1474,11 @@ static bool admin_instrument(session *s, char **seg, int n, json_t *body, reques
     }
     if (n != 4) return false;
     const char *id = seg[2], *verb = seg[3];
+    if (strlen(id) >= QAEX_INSTRUMENT_ID_LEN) {
+        respond_error(s, 400, ERR_BAD_MESSAGE, "instrument id %s is too long (at most %d bytes)",
+                      id, QAEX_INSTRUMENT_ID_LEN - 1);
+        return false;
+    }
     copy_id(rq->key, sizeof rq->key, id);
     if (strcmp(verb, "update") == 0) {
         uint32_t fields;
@@ -1870,6 +1871,16 @@ static void route_http(gateway *g, session *s) {
     if (!(rt->methods & ALLOW(s->method))) {
         respond_not_allowed(s, rt);
         return;
+    }
+    /* an id in the path longer than any id would be cut to fit and name another one */
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(seg[i]);
+        if (len >= QAEX_ID_LEN) {
+            respond_error(s, 400, ERR_BAD_MESSAGE,
+                          "path segment %d is %zu bytes long (ids have at most %d): %.48s...",
+                          i + 1, len, QAEX_ID_LEN - 1, seg[i]);
+            return;
+        }
     }
     /* /admin/... and /monitoring/... are also served under /api */
     if (is_admin_route(seg, n))

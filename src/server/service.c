@@ -605,6 +605,7 @@ static json_t *trades_page(const engine *e, const account *a, const request *rq)
     int64_t page = rq->num1 > 0 ? rq->num1 : 1;
     int64_t size = rq->num2 > 0 ? rq->num2 : 20;
     if (size > 1000) size = 1000;
+    if (page > 1000000000) page = 1000000000; /* (page - 1) * size stays far from overflow */
     const instrument *filter = rq->key2[0] ? engine_instrument_find(e, rq->key2) : NULL;
     json_t *arr = json_array();
     int64_t total = 0, skip = (page - 1) * size;

@@ -189,6 +189,48 @@ class RestTest(unittest.TestCase):
                 self.assertTrue(body["error"]["message"])
         self.assertEqual(self.account("err1"), before)
 
+    def test_ids_are_checked_not_cut(self):
+        """An id longer than any id would be cut to fit and name another account; an id a URL
+        cannot carry would make an account nobody can read. Both are refused, naming the id."""
+        long_id = "L" * 63
+        self.open(long_id)
+        for path in (f"/admin/account/{long_id}ZZZZ/freeze", f"/api/admin/account/{long_id}Z/freeze"):
+            status, body = self.srv.post(path, {})
+            self.assertEqual((status, body["error"]["code"]), (400, 9003), body)
+            self.assertIn("67 bytes" if path.endswith("ZZZZ/freeze") else "64 bytes",
+                          body["error"]["message"])
+        status, body = self.srv.get(f"/api/account/{long_id}ZZ")
+        self.assertEqual((status, body["error"]["code"]), (400, 9003), body)
+        self.assertFalse(self.account(long_id)["is_frozen"])
+        status, body = self.srv.request("PUT", "/admin/instrument/CFFEX.IF2501XXXXXXXXXXXXXXXXXXXXXX/suspend")
+        self.assertEqual((status, body["error"]["code"]), (400, 9003), body)
+        self.assertIn("CFFEX.IF2501XXXX", body["error"]["message"])
+        self.assertEqual(ok(self, self.srv.get("/api/market/tick/IF2501"))["instrument_id"],
+                         "CFFEX.IF2501")
+        for bad in ("x/y", "a b", "..", "list", "open", "é", "x%2Fy", "a?b"):
+            with self.subTest(account_id=bad):
+                status, body = self.srv.post("/api/account/open", {
+                    "user_id": "idcheck", "account_id": bad, "init_cash": 1})
+                self.assertEqual((status, body["error"]["code"]), (400, 9003), body)
+                self.assertIn("account id", body["error"]["message"])
+        status, body = self.srv.post("/api/account/open", {"user_id": "a/b", "init_cash": 1})
+        self.assertEqual((status, body["error"]["code"]), (400, 9003), body)
+        status, body = self.srv.get("/api/account/list")
+        ids = {a["account_id"] for a in ok(self, (status, body))} if status == 200 else set()
+        self.assertFalse(ids & {"x/y", "a b", "..", "a/b"})
+        self.open("ok.id-1@desk:2")
+        self.assertEqual(self.account("ok.id-1@desk:2")["user_id"], "ok.id-1@desk:2")
+
+    def test_trade_page_arguments_are_checked(self):
+        self.open("pager")
+        for query in ("page=9223372036854775807&size=1000", "page=0", "page=abc", "size=1001",
+                      "size=-5"):
+            with self.subTest(query=query):
+                status, body = self.srv.get(f"/api/trades/user/pager?{query}")
+                self.assertEqual((status, body["error"]["code"]), (400, 9003), body)
+                self.assertIn(query.split("&")[0].split("=")[1], body["error"]["message"])
+        ok(self, self.srv.get("/api/trades/user/pager?page=2&size=10"))
+
     def open_raw(self, user):
         return self.srv.post("/api/account/open", {"user_id": user, "init_cash": 1})
 

@@ -1087,6 +1087,36 @@ static void test_time_limit_stops_runaway_query(void) {
     history_query_close(c);
 }
 
+/* Rows as wide as a query likes: the result stops at a whole row before its size limit. */
+static void test_result_size_limit(void) {
+    history_query_conn *c = open_conn();
+    if (!c) return;
+    history_query_limits l = lim_json(1000, 60000);
+    char *out = NULL;
+    history_query_error err = {0, ""};
+    history_result_info info;
+    /* 20 rows of 6 MB each: 120 MB asked, 10 rows fit in 64 MB */
+    CHECK_INT(history_sql(c,
+                          "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE "
+                          "x < 20) SELECT x, printf('%.*c', 6291456, 'y') AS wide FROM n",
+                          &l, &out, &info, &err),
+              0);
+    CHECK(out != NULL && strlen(out) <= HISTORY_MAX_RESULT_BYTES + 4096);
+    CHECK_INT(info.row_count, 10);
+    CHECK_INT(info.truncated, 1);
+    json_t *r = json_loads(out ? out : "", 0, NULL);
+    free(out);
+    CHECK(r != NULL);
+    if (r) {
+        CHECK_INT(json_array_size(json_object_get(r, "rows")), 10);
+        CHECK_INT(json_integer_value(cell(r, 9, 0)), 10);
+        CHECK_INT(strlen(json_string_value(cell(r, 9, 1))), 6291456);
+        CHECK(json_is_true(json_object_get(r, "truncated")));
+        json_decref(r);
+    }
+    history_query_close(c);
+}
+
 static void test_row_limit_and_formats(void) {
     history_query_conn *c = open_conn();
     if (!c) return;
@@ -1396,6 +1426,7 @@ int main(void) {
     RUN_TEST(test_refusals_leave_database_unchanged);
     RUN_TEST(test_time_limit_stops_runaway_query);
     RUN_TEST(test_row_limit_and_formats);
+    RUN_TEST(test_result_size_limit);
     RUN_TEST(test_replay_is_exactly_once);
     RUN_TEST(test_reopen_keeps_data);
     RUN_TEST(test_full_queue_blocks_then_reports);
