@@ -126,27 +126,33 @@ enum {
     CODEC_ERR_METHOD_NOT_ALLOWED = 9010, /* known path, wrong method */
 };
 
+// clang-format off
 /* The HTTP status of an error code:
  *
- *   code                                                      status
- *   0                                                         200 OK
- *   1008 invalid order, 2003 deposit, 2004 withdraw,          400 Bad Request (the input itself
- *   9003 bad message                                              is wrong: type, range, tick,
- * amount) 9001 auth failed, 9002 not authenticated                  401 Unauthorized 9006
- * CODEC_ERR_FORBIDDEN                                  403 Forbidden 1006 account, 1007 instrument,
- * 3001 order not found,      404 Not Found 9007 CODEC_ERR_NOT_FOUND 9010
- * CODEC_ERR_METHOD_NOT_ALLOWED                         405 Method Not Allowed 2001 account exists,
- * 3002 not cancellable,                409 Conflict (the request is fine, 3003 submit failed
- * (duplicate order id),                      the state it meets is not) 9008 CODEC_ERR_CONFLICT
- * (e.g. delisting while held) 9009 CODEC_ERR_TOO_LARGE                                  413 Content
- * Too Large 1001 funds, 1002 position limit, 1003 order value,        422 Unprocessable (a
- * well-formed 1004 risk ratio, 1005 self-trade, 2002 account frozen,        request a business rule
- * refuses) 2005 insufficient position, 6001 settlement price missing 9004 rate limited 429 Too Many
- * Requests 5000-5003, 6002, 6003, 9999 and any unknown code          500 Internal Server Error 4001
- * no matching engine, 9005 unavailable                 503 Service Unavailable
+ *   code                                                 status
+ *   0                                                    200 OK
+ *   1008 invalid order, 2003 deposit, 2004 withdraw,     400 Bad Request (the input itself is
+ *   9003 bad message                                         wrong: type, range, tick, amount)
+ *   9001 auth failed, 9002 not authenticated             401 Unauthorized
+ *   9006 CODEC_ERR_FORBIDDEN                             403 Forbidden
+ *   1006 account, 1007 instrument, 3001 order not        404 Not Found
+ *   found, 9007 CODEC_ERR_NOT_FOUND
+ *   9010 CODEC_ERR_METHOD_NOT_ALLOWED                    405 Method Not Allowed
+ *   2001 account exists, 3002 not cancellable, 3003      409 Conflict (the request is fine, the
+ *   submit failed (duplicate order id), 9008                 state it meets is not)
+ *   CODEC_ERR_CONFLICT (e.g. delisting while held)
+ *   9009 CODEC_ERR_TOO_LARGE                             413 Content Too Large
+ *   1001 funds, 1002 position limit, 1003 order value,   422 Unprocessable (a well-formed request
+ *   1004 risk ratio, 1005 self-trade, 2002 account           a business rule refuses)
+ *   frozen, 2005 insufficient position, 6001
+ *   settlement price missing
+ *   9004 rate limited                                    429 Too Many Requests
+ *   5000-5003, 6002, 6003, 9999 and any unknown code     500 Internal Server Error
+ *   4001 no matching engine, 9005 unavailable            503 Service Unavailable
  *
  * 2004 is 400 although "withdraw more than available" is a rule: the engine uses the one code
  * for a non-positive amount as well, and the message tells them apart. */
+// clang-format on
 int codec_http_status(int error_code);
 
 /* The status of an engine result for the command that produced it. Identical to
