@@ -174,6 +174,7 @@ struct history_store {
 
     uint64_t applied_seq; /* committed in meta */
     uint64_t max_seen_seq;
+    uint64_t rewound_from; /* last_seq before history_open rewound the file, or 0 */
 
     uint64_t inserted, skipped_replayed, ignored_duplicates, submit_full, batches, write_errors;
     size_t dropped_at_close;
@@ -651,6 +652,26 @@ static void destroy(history_store *h) {
     free(h);
 }
 
+/* Removes every record of the commands after seq, in one transaction. */
+static int rewind_file(sqlite3 *db, uint64_t seq) {
+    static const char *const tables[] = {"orders",    "trades", "accounts", "settlements",
+                                         "transfers", "ticks",  "klines"};
+    char sql[160];
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    for (size_t i = 0; rc == SQLITE_OK && i < sizeof tables / sizeof tables[0]; i++) {
+        snprintf(sql, sizeof sql, "DELETE FROM %s WHERE journal_seq > %llu", tables[i],
+                 (unsigned long long)seq);
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK) {
+        snprintf(sql, sizeof sql, "UPDATE meta SET value = %llu WHERE key = 'last_seq'",
+                 (unsigned long long)seq);
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    return rc;
+}
+
 history_store *history_open(const char *path, const history_options *opts, char *err,
                             size_t errlen) {
     if (!path || !*path) {
@@ -746,6 +767,19 @@ history_store *history_open(const char *path, const history_options *opts, char 
         return NULL;
     }
     h->applied_seq = (uint64_t)query_i64(h->db, "SELECT value FROM meta WHERE key='last_seq'", 0);
+    if (opts && opts->rewind && h->applied_seq > opts->rewind_to) {
+        if (rewind_file(h->db, opts->rewind_to) != SQLITE_OK) {
+            if (err && errlen)
+                snprintf(err, errlen,
+                         "history: %s: cannot remove the records after command %llu: %s", path,
+                         (unsigned long long)opts->rewind_to, sqlite3_errmsg(h->db));
+            sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+            destroy(h);
+            return NULL;
+        }
+        h->rewound_from = h->applied_seq;
+        h->applied_seq = opts->rewind_to;
+    }
     h->max_seen_seq = h->applied_seq;
     /* replaces the automatic checkpoint; without the checkpointer thread the hook checkpoints
      * inline */
@@ -935,6 +969,10 @@ uint64_t history_last_seq(history_store *h) {
     uint64_t v = h->applied_seq;
     pthread_mutex_unlock(&h->mu);
     return v;
+}
+
+uint64_t history_rewound_from(history_store *h) {
+    return h ? h->rewound_from : 0;
 }
 
 int64_t history_prune(history_store *h, int64_t before_ts_ns) {

@@ -28,6 +28,7 @@
 #ifndef QAEX_HISTORY_H
 #define QAEX_HISTORY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -171,6 +172,12 @@ typedef struct history_options {
     int batch_max;         /* records per transaction; default 65536 */
     int batch_ms;          /* wait this long after the first record for more; default 200 */
     int submit_timeout_ms; /* how long a submit waits for room; default 1000 */
+    /* The journal ends at rewind_to (set rewind): records of later commands are removed when
+     * the file is opened. They come from a timeline the journal no longer has (a journal cut by
+     * recover_to_corruption, or an unsynced tail lost in async mode); the commands that now take
+     * those sequence numbers would otherwise be skipped as already stored. */
+    bool rewind;
+    uint64_t rewind_to;
 } history_options;
 
 typedef struct history_store history_store;
@@ -204,6 +211,9 @@ int history_flush(history_store *h, int timeout_ms);
 
 /* The highest journal sequence whose records are all committed (0 for a new file). */
 uint64_t history_last_seq(history_store *h);
+
+/* The last command the file held before history_open rewound it (0: it was not rewound). */
+uint64_t history_rewound_from(history_store *h);
 
 /* Retention: deletes every record older than before_ts_ns (K-lines by their start). Returns the
  * number of rows deleted, or -1 on error. */

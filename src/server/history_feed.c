@@ -583,7 +583,15 @@ history_feed *history_feed_start(const history_feed_options *o, char *err, size_
         free(f);
         return NULL;
     }
-    open_call oc = {f->db_path, o->store_opts, err, errlen, NULL};
+    /* the history may not run ahead of the journal it is rebuilt from */
+    history_options so;
+    if (o->store_opts)
+        so = *o->store_opts;
+    else
+        memset(&so, 0, sizeof so);
+    so.rewind = true;
+    so.rewind_to = persistence_last_seq(f->p);
+    open_call oc = {f->db_path, &so, err, errlen, NULL};
     pthread_t opener;
     if (pthread_create(&opener, NULL, open_store, &oc) == 0)
         pthread_join(opener, NULL);
@@ -597,6 +605,11 @@ history_feed *history_feed_start(const history_feed_options *o, char *err, size_
         return NULL;
     }
     atomic_store(&f->committed_pub, history_last_seq(f->h));
+    if (history_rewound_from(f->h))
+        warn(f,
+             "the history held commands %llu..%llu, after the end of the journal: their records "
+             "are removed (the journal was cut, or lost an unsynced tail)",
+             (unsigned long long)so.rewind_to + 1, (unsigned long long)history_rewound_from(f->h));
     if (pthread_create(&f->thread, NULL, feed_main, f) != 0) {
         snprintf(err, errlen, "cannot start the history thread");
         history_close(f->h);

@@ -293,7 +293,7 @@ static history_store *g_store;
 /* ---- tests ---- */
 
 static void test_write_day_and_sql_totals(void) {
-    history_options opt = {4096, 1000, 5, 5000};
+    history_options opt = {4096, 1000, 5, 5000, false, 0};
     char errbuf[256] = "";
     g_store = history_open(g_path, &opt, errbuf, sizeof errbuf);
     CHECK(g_store != NULL);
@@ -1268,10 +1268,71 @@ static void test_reopen_keeps_data(void) {
     g_last_seq++;
 }
 
+static int64_t count_rows(const char *path, const char *sql) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    int64_t n = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Opening with rewind removes the records of commands after the journal's end, and only those. */
+static void test_rewind_to_the_journal_end(void) {
+    char path[160], errbuf[256] = "";
+    snprintf(path, sizeof path, "%s/rewind.db", g_dir);
+    history_store *h = history_open(path, NULL, errbuf, sizeof errbuf);
+    CHECK(h != NULL);
+    if (!h) return;
+    for (uint64_t seq = 1; seq <= 5; seq++) {
+        history_tick_rec k = {"CFFEX.IF2501", (int64_t)seq * 1000, 3800, (int64_t)seq, 0, seq};
+        CHECK_INT(history_submit_tick(h, &k), HISTORY_OK);
+        history_order_rec o;
+        memset(&o, 0, sizeof o);
+        snprintf(o.order_id, sizeof o.order_id, "O%llu", (unsigned long long)seq);
+        snprintf(o.account_id, sizeof o.account_id, "a");
+        snprintf(o.instrument_id, sizeof o.instrument_id, "CFFEX.IF2501");
+        snprintf(o.status, sizeof o.status, "ALIVE");
+        o.ts_ns = (int64_t)seq * 1000;
+        o.journal_seq = seq;
+        CHECK_INT(history_submit_order(h, &o), HISTORY_OK);
+        CHECK_INT(history_submit_mark(h, seq), HISTORY_OK);
+    }
+    CHECK_INT(history_flush(h, 10000), HISTORY_OK);
+    CHECK_INT(history_close(h), 0);
+
+    history_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.rewind = true;
+    opt.rewind_to = 3;
+    h = history_open(path, &opt, errbuf, sizeof errbuf);
+    CHECK(h != NULL);
+    if (!h) return;
+    CHECK_INT(history_last_seq(h), 3);
+    CHECK_INT(history_rewound_from(h), 5);
+    CHECK_INT(history_close(h), 0);
+    CHECK_INT(count_rows(path, "SELECT COUNT(*) FROM ticks"), 3);
+    CHECK_INT(count_rows(path, "SELECT MAX(journal_seq) FROM orders"), 3);
+    CHECK_INT(count_rows(path, "SELECT value FROM meta WHERE key = 'last_seq'"), 3);
+
+    /* a journal that ends after the history: nothing to remove */
+    opt.rewind_to = 10;
+    h = history_open(path, &opt, errbuf, sizeof errbuf);
+    CHECK(h != NULL);
+    if (!h) return;
+    CHECK_INT(history_last_seq(h), 3);
+    CHECK_INT(history_rewound_from(h), 0);
+    CHECK_INT(history_close(h), 0);
+    CHECK_INT(count_rows(path, "SELECT COUNT(*) FROM orders"), 3);
+}
+
 static void test_full_queue_blocks_then_reports(void) {
     char path[160], errbuf[256] = "";
     snprintf(path, sizeof path, "%s/small.db", g_dir);
-    history_options opt = {16, 8, 1, 100};
+    history_options opt = {16, 8, 1, 100, false, 0};
     history_store *h = history_open(path, &opt, errbuf, sizeof errbuf);
     CHECK(h != NULL);
     if (!h) return;
@@ -1430,6 +1491,7 @@ int main(void) {
     RUN_TEST(test_replay_is_exactly_once);
     RUN_TEST(test_reopen_keeps_data);
     RUN_TEST(test_full_queue_blocks_then_reports);
+    RUN_TEST(test_rewind_to_the_journal_end);
     RUN_TEST(test_concurrent_reader_while_writing);
     RUN_TEST(test_prune_and_maintenance);
     RUN_TEST(test_schema_v1_file_is_upgraded);
