@@ -15,7 +15,8 @@
 const char *const history_table_names[] = {"orders",    "trades", "accounts", "settlements",
                                            "transfers", "ticks",  "klines",   NULL};
 
-/* Schema version 2 (issue #8 performance work). What each choice buys:
+/* Schema version 3: version 2 (issue #8 performance work) with two more trade columns. What
+ * each choice buys:
  *
  * The tables keyed by a natural key are WITHOUT ROWID, clustered on that key: one b-tree per
  * table instead of a rowid table plus the key's separate unique index, so every insert touches
@@ -41,10 +42,11 @@ const char *const history_table_names[] = {"orders",    "trades", "accounts", "s
  * mix); not taken, the insert target has the smaller margin.
  *
  * Files created with version 1 keep their rowid tables; history_open gives them version 2's
- * indexes (migrate_v1_sql). */
+ * indexes (migrate_v1_sql), and version 2 files get the trade columns of version 3
+ * (migrate_v2_sql). */
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 2), ('last_seq', 0);"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 3), ('last_seq', 0);"
     "CREATE TABLE IF NOT EXISTS orders("
     " order_id TEXT NOT NULL, account_id TEXT NOT NULL, instrument_id TEXT NOT NULL,"
     " direction TEXT, \"offset\" TEXT, price_type TEXT, limit_price REAL,"
@@ -56,7 +58,7 @@ static const char *const schema_sql =
     " account_id TEXT NOT NULL, instrument_id TEXT NOT NULL, direction TEXT, \"offset\" TEXT,"
     " price REAL NOT NULL, volume INTEGER NOT NULL, commission REAL, close_profit REAL,"
     " is_taker INTEGER, ts_ns INTEGER NOT NULL, trading_day TEXT,"
-    " journal_seq INTEGER NOT NULL) WITHOUT ROWID;"
+    " journal_seq INTEGER NOT NULL, exchange_order_id TEXT, is_liquidation INTEGER) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS trades_account_cover"
     " ON trades(account_id, ts_ns, trade_id, volume, commission, close_profit);"
     "CREATE INDEX IF NOT EXISTS trades_instrument_cover"
@@ -100,6 +102,15 @@ static const char *const migrate_v1_sql =
     "UPDATE meta SET value = 2 WHERE key = 'schema_version';"
     "COMMIT;";
 
+/* A version 2 file: trades gain the exchange order id and the forced-close flag, at the end of
+ * the row as in a new file (rows written before stay NULL there: not recorded). Runs once, in
+ * one transaction, after the schema script. */
+static const char *const migrate_v2_sql = "BEGIN IMMEDIATE;"
+                                          "ALTER TABLE trades ADD COLUMN exchange_order_id TEXT;"
+                                          "ALTER TABLE trades ADD COLUMN is_liquidation INTEGER;"
+                                          "UPDATE meta SET value = 3 WHERE key = 'schema_version';"
+                                          "COMMIT;";
+
 enum history_kind {
     HK_ORDER = 0,
     HK_TRADE,
@@ -118,7 +129,8 @@ static const char *const insert_sql[HK_COUNT] = {
     " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
     "INSERT OR IGNORE INTO trades(trade_id, order_id, exchange_trade_id, account_id,"
     " instrument_id, direction, \"offset\", price, volume, commission, close_profit, is_taker,"
-    " ts_ns, trading_day, journal_seq) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    " ts_ns, trading_day, journal_seq, exchange_order_id, is_liquidation)"
+    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     "INSERT OR IGNORE INTO accounts(account_id, ts_ns, trading_day, balance, available, margin,"
     " position_profit, close_profit, commission, risk_ratio, reason, journal_seq)"
     " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -307,6 +319,8 @@ static void bind_entry(sqlite3_stmt *st, const history_entry *e) {
             bind_i64(st, 13, r->ts_ns);
             bind_text(st, 14, r->trading_day);
             bind_i64(st, 15, (int64_t)r->journal_seq);
+            bind_text(st, 16, r->exchange_order_id);
+            bind_i64(st, 17, r->is_liquidation ? 1 : 0);
             break;
         }
         case HK_ACCOUNT: {
@@ -755,6 +769,17 @@ history_store *history_open(const char *path, const history_options *opts, char 
         }
     }
     if (rc == SQLITE_OK) rc = sqlite3_exec(h->db, schema_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK &&
+        query_i64(h->db, "SELECT value FROM meta WHERE key='schema_version'", 0) == 2) {
+        rc = sqlite3_exec(h->db, migrate_v2_sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            set_err(err, errlen, "history: %s: cannot upgrade the schema: %s", path,
+                    sqlite3_errmsg(h->db));
+            sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+            destroy(h);
+            return NULL;
+        }
+    }
     for (int i = 0; rc == SQLITE_OK && i < HK_COUNT; i++)
         rc = sqlite3_prepare_v3(h->db, insert_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &h->ins[i],
                                 NULL);
@@ -862,6 +887,7 @@ int history_submit_trade(history_store *h, const history_trade_rec *r) {
     TERMINATE(e.u.trd.trade_id);
     TERMINATE(e.u.trd.order_id);
     TERMINATE(e.u.trd.exchange_trade_id);
+    TERMINATE(e.u.trd.exchange_order_id);
     TERMINATE(e.u.trd.account_id);
     TERMINATE(e.u.trd.instrument_id);
     TERMINATE(e.u.trd.direction);

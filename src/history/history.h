@@ -74,6 +74,7 @@ typedef struct history_trade_rec {
     char trade_id[HISTORY_ID_LEN];
     char order_id[HISTORY_ID_LEN];
     char exchange_trade_id[HISTORY_ID_LEN];
+    char exchange_order_id[HISTORY_ID_LEN];
     char account_id[HISTORY_ACCOUNT_LEN];
     char instrument_id[HISTORY_INSTRUMENT_LEN];
     char direction[HISTORY_ENUM_LEN];
@@ -83,6 +84,7 @@ typedef struct history_trade_rec {
     double commission;
     double close_profit;
     int is_taker;
+    int is_liquidation; /* a forced close at settlement */
     int64_t ts_ns;
     char trading_day[HISTORY_DAY_LEN];
     uint64_t journal_seq;

@@ -27,11 +27,23 @@ static const char *const cols_orders[] = {
     "order_id",    "account_id",   "instrument_id", "direction", "offset", "price_type",
     "limit_price", "volume_orign", "volume_left",   "status",    "ts_ns",  "journal_seq",
     NULL};
-static const char *const cols_trades[] = {"trade_id",   "order_id",      "exchange_trade_id",
-                                          "account_id", "instrument_id", "direction",
-                                          "offset",     "price",         "volume",
-                                          "commission", "close_profit",  "is_taker",
-                                          "ts_ns",      "trading_day",   "journal_seq",
+static const char *const cols_trades[] = {"trade_id",
+                                          "order_id",
+                                          "exchange_trade_id",
+                                          "account_id",
+                                          "instrument_id",
+                                          "direction",
+                                          "offset",
+                                          "price",
+                                          "volume",
+                                          "commission",
+                                          "close_profit",
+                                          "is_taker",
+                                          "ts_ns",
+                                          "trading_day",
+                                          "journal_seq",
+                                          "exchange_order_id",
+                                          "is_liquidation",
                                           NULL};
 static const char *const cols_accounts[] = {
     "account_id", "ts_ns",      "trading_day",     "balance",
@@ -2030,7 +2042,8 @@ static int trades_page_in_txn(history_query_conn *c, const history_trades_page_q
                " t.instrument_id AS instrument_id, t.direction AS direction,"
                " t.\"offset\" AS \"offset\", t.price AS price, t.volume AS volume,"
                " t.commission AS commission, t.close_profit AS close_profit,"
-               " t.is_taker AS is_taker, t.ts_ns AS ts_ns, t.trading_day AS trading_day"
+               " t.is_taker AS is_taker, t.ts_ns AS ts_ns, t.trading_day AS trading_day,"
+               " t.exchange_order_id AS exchange_order_id, t.is_liquidation AS is_liquidation"
                " FROM page JOIN trades AS t ON t.trade_id = page.trade_id"
                " ORDER BY page.ts_ns %s, page.trade_id %s",
                where.p, dir, dir, dir, dir);

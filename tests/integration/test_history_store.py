@@ -323,6 +323,16 @@ class HistoryDayTest(unittest.TestCase):
                     "direction", "offset", "price", "volume", "commission", "close_profit",
                     "trade_date_time", "timestamp", "is_taker", "towards"]:
             self.assertIn(key, full["trades"][0])
+        # the exchange order id is stored (schema 3) and is the engine's own for the order
+        # (the engine's form: instrument code and the order's sequence on that instrument; one
+        # per order)
+        by_order = {}
+        for t in full["trades"]:
+            self.assertRegex(t["exchange_order_id"], r"^IF2501-\d{12}$", t)
+            self.assertFalse(t["is_liquidation"])
+            by_order.setdefault(t["order_id"], set()).add(t["exchange_order_id"])
+        self.assertTrue(all(len(x) == 1 for x in by_order.values()), by_order)
+        self.assertEqual(len({next(iter(x)) for x in by_order.values()}), len(by_order))
         # instrument filter (alias) and dates
         same = ok(self, self.srv.get(f"/api/trades/user/{acc_a}?size=1000&instrument_id=IF2501"))
         self.assertEqual(same["total"], len(mine))

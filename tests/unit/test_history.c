@@ -898,7 +898,7 @@ static void test_schema_v1_file_is_upgraded(void) {
                                  -1, &q, NULL),
               SQLITE_OK);
     CHECK_INT(sqlite3_step(q), SQLITE_ROW);
-    CHECK_INT(sqlite3_column_int64(q, 0), 2);
+    CHECK_INT(sqlite3_column_int64(q, 0), 3);
     CHECK_STR((const char *)sqlite3_column_text(q, 1),
               "trades_account_cover,trades_instrument_cover");
     sqlite3_finalize(q);
@@ -927,7 +927,7 @@ static void test_schema_v1_file_is_upgraded(void) {
     CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
     CHECK_INT(sqlite3_exec(db,
                            "INSERT INTO trades VALUES('T5','O5','M3','a','X','BUY','OPEN',12.0,1,"
-                           "0.5,0.0,1,400,'2025-01-02',9)",
+                           "0.5,0.0,1,400,'2025-01-02',9,'X-000000000005',0)",
                            NULL, NULL, NULL),
               SQLITE_OK);
     sqlite3_close(db);
