@@ -49,7 +49,8 @@ int diff_session_merge(diff_session *d, const json_t *patch) {
 }
 
 int diff_session_merge_trade(diff_session *d, const json_t *account_patch) {
-    if (!d->logged_in && !d->login_pending) return 0;
+    /* only an accepted login's account: a pending one may yet be refused */
+    if (!d->logged_in) return 0;
     json_t *wrapped = json_pack("{s:{s:O}}", "trade", d->user_key, account_patch);
     if (wrapped == NULL) return -1;
     int rc = diff_session_merge(d, wrapped);

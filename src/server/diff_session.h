@@ -32,9 +32,14 @@ typedef struct diff_session {
     json_t *owed;     /* merge patch not yet sent (an object) */
     json_t *notifies; /* notify.<id> not yet sent (an object) */
     bool peek_waiting;
+    /* login_pending: a req_login is being checked (password, token, the engine's ownership
+     * check). Until the engine accepts it nothing of its account reaches the session, and the
+     * current login (logged_in, user_key, account_id) stays as it is: a refused login changes
+     * nothing. */
     bool login_pending, logged_in;
     char user_key[QAEX_ID_LEN]; /* the name the client logged in with: trade.<user_key> */
     char account_id[QAEX_ID_LEN];
+    char pending_key[QAEX_ID_LEN], pending_account[QAEX_ID_LEN]; /* of the login being checked */
     char quotes[DIFF_MAX_QUOTES][QAEX_INSTRUMENT_ID_LEN];
     int n_quotes;
     diff_chart charts[DIFF_MAX_CHARTS];

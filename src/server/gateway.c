@@ -102,6 +102,12 @@ typedef struct session {
     char auth_user[QAEX_ID_LEN];
     char auth_name[QAEX_NAME_LEN];
     char pending_secret[AUTH_PASSWORD_MAX + 1]; /* a password waiting for its user's record */
+    /* DIFF: who a req_login being checked proves the client is. It becomes the session's
+     * identity only once the engine accepts the login, so a refused one leaves the current
+     * login acting as before. */
+    bool login_auth_valid, login_auth_admin;
+    char login_auth_user[QAEX_ID_LEN];
+    char login_auth_name[QAEX_NAME_LEN];
     /* HTTP */
     http_method method;
     char path[512];
@@ -875,12 +881,15 @@ static int write_response(gateway *g, session *s) {
 
 /* ---- requests to the engine thread ---- */
 
-static bool submit(gateway *g, session *s, request *rq) {
+/* Queues a request acting for the user `valid`, `admin`, `user_id` say (DIFF logins act for the
+ * identity they prove before it is the session's). */
+static bool submit_as(gateway *g, session *s, request *rq, bool valid, bool admin,
+                      const char *user_id) {
     rq->conn_id = s->conn_id;
     if (!g->cfg.open_mode) {
         rq->auth_enforced = true;
-        rq->auth_admin = s->auth_valid && s->auth_admin;
-        snprintf(rq->auth_user, sizeof rq->auth_user, "%s", s->auth_valid ? s->auth_user : "");
+        rq->auth_admin = valid && admin;
+        snprintf(rq->auth_user, sizeof rq->auth_user, "%s", valid ? user_id : "");
     }
     if (rq->cmd.type != 0) rq->cmd.ts_ns = command_time(g);
     if (!service_submit(g->svc, rq)) {
@@ -894,6 +903,10 @@ static bool submit(gateway *g, session *s, request *rq) {
     }
     if (!s->is_ws) s->awaiting_reply = true;
     return true;
+}
+
+static bool submit(gateway *g, session *s, request *rq) {
+    return submit_as(g, s, rq, s->auth_valid, s->auth_admin, s->auth_user);
 }
 
 /* ---- history queries (a worker thread; see query_worker.h) ---- */
@@ -1983,6 +1996,8 @@ static void ws_subscribe(gateway *g, session *s, const json_t *m, bool subscribe
 
 static void diff_notify_error(session *s, int code, const char *message);
 static void diff_login_as(gateway *g, session *s, const char *user_key, const char *account_id);
+static void diff_login_clear(session *s);
+static void diff_login_refused(session *s, int code, const char *message);
 
 /* ---- authentication ---- */
 
@@ -2074,16 +2089,18 @@ static void login_failed(gateway *g, session *s, const char *username) {
     auth_throttle_failure(g->throttle, ipkey, now_ms());
 }
 
-static void kdf_submit(gateway *g, session *s, kdf_job *job) {
+/* false (and the client told) when the password queue is full */
+static bool kdf_submit(gateway *g, session *s, kdf_job *job) {
     job->conn_id = s->conn_id;
     if (kdf_worker_submit(g->kdf, job)) {
         if (!s->is_ws) s->awaiting_reply = true;
-        return;
+        return true;
     }
     if (s->is_ws)
         diff_notify_error(s, ERR_UNAVAILABLE, "the exchange is busy: try to log in again");
     else
         respond_error(s, 503, ERR_UNAVAILABLE, "the exchange is busy: password queue full");
+    return false;
 }
 
 static void auth_register(gateway *g, session *s, json_t *body) {
@@ -2180,7 +2197,8 @@ static void auth_lookup_done(gateway *g, session *s, const json_t *found, int pu
             snprintf(job.context, sizeof job.context, "%s", text);
         free(text);
     } /* unknown: an empty hash burns the same time and fails, so timing tells nothing */
-    kdf_submit(g, s, &job);
+    if (!kdf_submit(g, s, &job) && purpose == PURPOSE_DIFF_LOGIN && s->diff)
+        diff_login_clear(s); /* told to try again: that attempt is no longer pending */
 }
 
 /* A password job finished. */
@@ -2210,10 +2228,10 @@ static void auth_job_done(gateway *g, session *s, kdf_job *job) {
             submit(g, s, &rq);
         }
     } else if (job->result != AUTH_OK || ctx == NULL) {
-        const char *who = s->diff ? s->diff->user_key : s->auth_name;
+        const char *who = s->diff ? s->diff->pending_key : s->auth_name;
         login_failed(g, s, username ? username : who);
-        if (job->purpose == PURPOSE_DIFF_LOGIN)
-            diff_notify_error(s, ERR_AUTH_FAILED, "login failed: wrong user name or password");
+        if (job->purpose == PURPOSE_DIFF_LOGIN && s->diff)
+            diff_login_refused(s, ERR_AUTH_FAILED, "login failed: wrong user name or password");
         else
             respond_error(s, 401, ERR_AUTH_FAILED, "invalid username or password");
     } else {
@@ -2222,18 +2240,24 @@ static void auth_job_done(gateway *g, session *s, kdf_job *job) {
         char ukey[128], ipkey[128];
         throttle_keys(s, username ? username : "", ukey, ipkey, sizeof ukey);
         auth_throttle_success(g->throttle, ukey);
-        s->auth_valid = true;
-        s->auth_admin = role && strcmp(role, "admin") == 0;
-        copy_id(s->auth_user, sizeof s->auth_user, user_id);
-        copy_id(s->auth_name, sizeof s->auth_name, username);
-        if (job->purpose == PURPOSE_DIFF_LOGIN) {
+        bool admin = role && strcmp(role, "admin") == 0;
+        if (job->purpose == PURPOSE_DIFF_LOGIN && s->diff) {
+            /* the login's identity, the session's only once the engine accepts the login */
+            s->login_auth_valid = true;
+            s->login_auth_admin = admin;
+            copy_id(s->login_auth_user, sizeof s->login_auth_user, user_id);
+            copy_id(s->login_auth_name, sizeof s->login_auth_name, username);
             const char *acc = json_string_value(json_object_get(ctx, "account_id"));
             if (acc == NULL || acc[0] == '\0')
-                diff_notify_error(s, ERR_ACCOUNT_NOT_FOUND,
-                                  "login failed: the user has no trading account yet");
+                diff_login_refused(s, ERR_ACCOUNT_NOT_FOUND,
+                                   "login failed: the user has no trading account yet");
             else
-                diff_login_as(g, s, s->diff->user_key, acc);
+                diff_login_as(g, s, s->diff->pending_key, acc);
         } else {
+            s->auth_valid = true;
+            s->auth_admin = admin;
+            copy_id(s->auth_user, sizeof s->auth_user, user_id);
+            copy_id(s->auth_name, sizeof s->auth_name, username);
             auth_claims c;
             char token[AUTH_TOKEN_MAX], err[QAEX_MSG_LEN];
             int64_t now = now_ms() / 1000;
@@ -2335,9 +2359,11 @@ static void diff_sync_topics(gateway *g, session *s) {
     if (!g->closing) service_set_market_listeners(g->svc, g->market_subscriptions);
 }
 
+/* Ends the accepted login (a login being checked is not in the account's topic and has no
+ * watch of the engine yet). */
 static void diff_logout(gateway *g, session *s) {
     diff_session *d = s->diff;
-    if (!d->logged_in && !d->login_pending) return;
+    if (!d->logged_in) return;
     topic_remove(g, d->account_id, s->conn_id);
     if (d->logged_in && !g->closing) { /* the engine thread stops watching the account */
         request rq;
@@ -2347,7 +2373,21 @@ static void diff_logout(gateway *g, session *s) {
         rq.conn_id = s->conn_id;
         service_submit(g->svc, &rq);
     }
-    d->logged_in = d->login_pending = false;
+    d->logged_in = false;
+}
+
+/* The login being checked is over (refused, or to be tried again): forget what it proved. */
+static void diff_login_clear(session *s) {
+    diff_session *d = s->diff;
+    d->login_pending = false;
+    d->pending_key[0] = d->pending_account[0] = '\0';
+    s->login_auth_valid = s->login_auth_admin = false;
+    s->login_auth_user[0] = s->login_auth_name[0] = '\0';
+}
+
+static void diff_login_refused(session *s, int code, const char *message) {
+    diff_login_clear(s);
+    diff_notify_error(s, code, message);
 }
 
 static void diff_end(gateway *g, session *s) {
@@ -2364,7 +2404,8 @@ static void diff_take_push(session *s, const reply *r, const json_t *patch) {
     diff_session *d = s->diff;
     int rc = 0;
     if (r->channel == CHANNEL_DIFF_TRADE) {
-        if ((d->logged_in || d->login_pending) && strcmp(d->account_id, r->topic) == 0)
+        /* only the accepted login's account (a pending one is not in the topic either) */
+        if (d->logged_in && strcmp(d->account_id, r->topic) == 0)
             rc = diff_session_merge_trade(d, patch);
     } else if (r->channel == CHANNEL_DIFF_QUOTE) {
         if (diff_session_quotes(d, r->topic)) rc = diff_session_merge(d, patch);
@@ -2378,15 +2419,44 @@ static void diff_take_push(session *s, const reply *r, const json_t *patch) {
     diff_wake(s);
 }
 
+/* The engine's answer to the login being checked: its account's whole subtree, or a refusal.
+ *
+ * The session joins the account's topic only here, on the accepted answer. That loses no
+ * change: the engine thread made the subtree after every push of the commands before it and
+ * before any push of the commands after it, and the I/O thread releases them in that order
+ * (a reply with a journal position waits behind the held ones; without storage all leave as
+ * they come). So every push released before this one is already in the subtree, and every
+ * push after it reaches the session through the topic. (One exception, as before: while the
+ * journal cannot write, the subtree is answered at once and may pass pushes still held.) */
+static void diff_login_answer(gateway *g, session *s, const json_t *patch, int status) {
+    diff_session *d = s->diff;
+    if (status != 200 || !json_is_object(json_object_get(patch, "trade"))) {
+        diff_login_clear(s); /* the refusal's notify is merged with the rest of the reply */
+        return;
+    }
+    diff_logout(g, s); /* the previous login, if any, ends only now that this one stands */
+    copy_id(d->user_key, sizeof d->user_key, d->pending_key);
+    copy_id(d->account_id, sizeof d->account_id, d->pending_account);
+    if (s->login_auth_valid) {
+        s->auth_valid = true;
+        s->auth_admin = s->login_auth_admin;
+        copy_id(s->auth_user, sizeof s->auth_user, s->login_auth_user);
+        copy_id(s->auth_name, sizeof s->auth_name, s->login_auth_name);
+    }
+    diff_login_clear(s);
+    d->logged_in = true;
+    topic_add(g, d->account_id, s->conn_id);
+}
+
 static void diff_take_reply(gateway *g, session *s, const reply *r) {
     diff_session *d = s->diff;
     json_t *patch = json_loadb(r->body, r->len, 0, NULL);
-    if (d->login_pending && json_object_get(patch, "trade")) {
-        d->login_pending = false;
-        d->logged_in = true;
-    } else if (d->login_pending && r->status != 200) {
-        topic_remove(g, d->account_id, s->conn_id);
-        d->login_pending = false;
+    if (r->route == ROUTE_DIFF_LOGIN) {
+        if (!d->login_pending) { /* no login waits for it (cannot happen): show nothing of it */
+            json_decref(patch);
+            return;
+        }
+        diff_login_answer(g, s, patch, r->status);
     }
     /* a chart's first window: later bars move it on from there */
     json_t *charts = json_object_get(patch, "charts");
@@ -2410,6 +2480,14 @@ static void diff_notify_error(session *s, int code, const char *message) {
 
 static void diff_login(gateway *g, session *s, const diff_message *m) {
     diff_session *d = s->diff;
+    /* one login at a time: a second would race the first for the password slot and for which
+     * account the engine's answer opens. The current login, if any, stays as it is. */
+    if (d->login_pending) {
+        diff_notify_error(s, ERR_BAD_MESSAGE,
+                          "login refused: the previous req_login of this session is still being "
+                          "checked; send req_login again after its notify");
+        return;
+    }
     const char *bid = g->cfg.diff_bid && g->cfg.diff_bid[0] ? g->cfg.diff_bid : "qaexchange";
     if (g->cfg.diff_strict_bid && strcmp(m->bid, bid) != 0) {
         char msg[QAEX_MSG_LEN];
@@ -2424,54 +2502,64 @@ static void diff_login(gateway *g, session *s, const diff_message *m) {
     }
     /* a login token as the password: user_name names an account of the token's user */
     if (strchr(m->password, '.') && strchr(strchr(m->password, '.') + 1, '.')) {
-        int code;
+        auth_claims c;
         char msg[QAEX_MSG_LEN];
-        if (!token_accept(g, s, m->password, &code, msg, sizeof msg)) {
+        if (auth_token_verify(&g->keys, m->password, now_ms() / 1000, &c, msg, sizeof msg) !=
+            AUTH_OK) {
             char text[QAEX_MSG_LEN + 32];
             snprintf(text, sizeof text, "login failed: %s", msg);
-            diff_notify_error(s, code, text);
+            diff_notify_error(s, ERR_AUTH_FAILED, text);
             return;
         }
+        /* the token's user acts for this login only: the session's once the engine agrees */
+        s->login_auth_valid = true;
+        s->login_auth_admin = c.role == AUTH_ROLE_ADMIN;
+        copy_id(s->login_auth_user, sizeof s->login_auth_user, c.sub);
+        copy_id(s->login_auth_name, sizeof s->login_auth_name, c.name);
         diff_login_as(g, s, m->user_name, m->user_name);
         return;
     }
     if (throttled(g, s, m->user_name)) return;
     /* user_name is a username (its first account trades) or an account (its owner's password) */
-    diff_logout(g, s);
     if (strlen(m->password) > AUTH_PASSWORD_MAX) {
         diff_notify_error(s, ERR_AUTH_FAILED,
                           "login failed: the password is longer than 128 bytes");
         return;
     }
-    copy_id(d->user_key, sizeof d->user_key, m->user_name);
+    copy_id(d->pending_key, sizeof d->pending_key, m->user_name);
+    d->login_pending = true;
     memcpy(s->pending_secret, m->password, sizeof s->pending_secret); /* NUL-terminated: <= 128 */
     request rq;
     memset(&rq, 0, sizeof rq);
     rq.route = ROUTE_AUTH_LOOKUP;
     rq.purpose = PURPOSE_DIFF_LOGIN;
     copy_id(rq.key, sizeof rq.key, m->user_name);
-    submit(g, s, &rq);
+    if (!submit(g, s, &rq)) { /* told the exchange is busy: this attempt is over */
+        sodium_memzero(s->pending_secret, sizeof s->pending_secret);
+        diff_login_clear(s);
+    }
 }
 
-/* Logs the session in to an account: the engine thread answers with its whole subtree (or a
- * refusal when the session's user does not own it). */
+/* Asks the engine thread to log the session in to an account, acting for the identity the
+ * login proved (s->login_auth_*): it answers with the account's whole subtree, or a refusal when
+ * that user does not own it (diff_login_answer). Nothing of the account reaches the session
+ * before, and the current login stays until then. */
 static void diff_login_as(gateway *g, session *s, const char *user_key, const char *account_id) {
     diff_session *d = s->diff;
     char key[QAEX_ID_LEN], acc[QAEX_ID_LEN];
     copy_id(key, sizeof key, user_key);
     copy_id(acc, sizeof acc, account_id);
-    diff_logout(g, s);
     /* the client's own spelling keys the trade subtree */
-    copy_id(d->user_key, sizeof d->user_key, key);
-    copy_id(d->account_id, sizeof d->account_id, acc);
+    copy_id(d->pending_key, sizeof d->pending_key, key);
+    copy_id(d->pending_account, sizeof d->pending_account, acc);
     d->login_pending = true;
-    topic_add(g, d->account_id, s->conn_id);
     request rq;
     memset(&rq, 0, sizeof rq);
     rq.route = ROUTE_DIFF_LOGIN;
-    copy_id(rq.key, sizeof rq.key, d->account_id);
-    copy_id(rq.key2, sizeof rq.key2, d->user_key);
-    submit(g, s, &rq);
+    copy_id(rq.key, sizeof rq.key, d->pending_account);
+    copy_id(rq.key2, sizeof rq.key2, d->pending_key);
+    if (!submit_as(g, s, &rq, s->login_auth_valid, s->login_auth_admin, s->login_auth_user))
+        diff_login_clear(s); /* told the exchange is busy: this attempt is over */
 }
 
 static void diff_subscribe(gateway *g, session *s, const diff_message *m) {

@@ -97,7 +97,12 @@ static void flush_wake(service *s) {
  * reply. */
 static void send_body(service *s, const request *rq, reply_kind kind, int status, char *body,
                       size_t len) {
-    reply r = {.conn_id = rq->conn_id, .kind = kind, .status = status, .body = body, .len = len};
+    reply r = {.conn_id = rq->conn_id,
+               .kind = kind,
+               .route = rq->route,
+               .status = status,
+               .body = body,
+               .len = len};
     if (r.body == NULL) {
         static const char oom[] = "{\"success\":false,\"data\":null,\"error\":{\"code\":5003,"
                                   "\"message\":\"could not encode the response\"}}";

@@ -148,6 +148,10 @@ typedef enum push_channel {
 typedef struct reply {
     uint64_t conn_id;
     reply_kind kind;
+    /* the route of the request answered (ROUTE_NONE for pushes): the gateway tells a DIFF
+     * login's answer from the answers of the session's other requests by it, whatever they
+     * carry */
+    route route;
     int status;       /* HTTP status */
     uint32_t channel; /* push_channel of a push */
     char topic[QAEX_ID_LEN];

@@ -133,7 +133,11 @@ static void test_trade_needs_login(void) {
     CHECK_INT(diff_session_merge_trade(&d, p), 0);
     CHECK_INT(json_object_size(d.owed), 0); /* not logged in: nothing of an account is owed */
     snprintf(d.user_key, sizeof d.user_key, "bob");
-    d.login_pending = true;
+    d.login_pending = true; /* a login still being checked may be refused: nothing yet either */
+    CHECK_INT(diff_session_merge_trade(&d, p), 0);
+    CHECK_INT(json_object_size(d.owed), 0);
+    d.login_pending = false;
+    d.logged_in = true;
     CHECK_INT(diff_session_merge_trade(&d, p), 0);
     CHECK(json_object_get(json_object_get(d.owed, "trade"), "bob") != NULL);
     json_decref(p);
