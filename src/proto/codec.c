@@ -596,6 +596,10 @@ static void describe(const json_t *v, char *out, size_t outlen) {
     snprintf(out, outlen, "unknown");
 }
 
+void codec_describe(const json_t *v, char *out, size_t outlen) {
+    describe(v, out, outlen);
+}
+
 /* The member, or NULL when absent or null. A required one that is absent is an error. */
 static const json_t *member(const json_t *obj, const char *field, bool required, int *rc, char *msg,
                             size_t msglen) {

@@ -229,6 +229,10 @@ enum {
     CODEC_FIELD_OK = 1,
 };
 
+/* What the client sent, for error messages that name the offending value: `string "abc"` (cut
+ * at a character boundary after 40 bytes, marked "..."), `number 3.5`, `true`, `object`. */
+void codec_describe(const json_t *v, char *out, size_t outlen);
+
 /* A string member into out[cap]. Required and absent -> "<field> is required"; required and ""
  * -> "<field> must not be empty"; too long -> "<field> is too long: N bytes, at most cap-1". */
 int codec_get_string(const json_t *obj, const char *field, char *out, size_t cap, bool required,

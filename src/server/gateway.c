@@ -22,6 +22,12 @@
 #include <unistd.h>
 
 #define MAX_WS_MESSAGE (64 * 1024)
+/* lws's header storage per connection (its default, set explicitly): no URL argument is longer,
+ * so url_arg's buffer of this size never takes an argument given for one absent, and a login
+ * token (?token=, at most AUTH_TOKEN_MAX bytes) or a longer one is always seen and checked */
+#define HTTP_HEADER_DATA 4096
+#define URL_ARG_MAX HTTP_HEADER_DATA
+_Static_assert(URL_ARG_MAX > AUTH_TOKEN_MAX + sizeof "token=", "a URL token must fit url_arg");
 #define MAX_SUBSCRIPTIONS 64
 /* A session that stops reading: beyond this many queued market messages the oldest are dropped;
  * its own order, trade and account messages are never dropped, but a session that lets them pile
@@ -131,6 +137,7 @@ typedef struct session {
     int n_subscriptions;
     char *rx;
     size_t rx_len, rx_cap;
+    bool rx_discard; /* dropping the rest of a message over MAX_WS_MESSAGE */
     outq_item *out_head, *out_tail;
     size_t backlog, droppable_backlog;
     /* notifications (a `type` session once authenticated); listed: in g->notes_pending */
@@ -420,19 +427,42 @@ static topic *topic_find(gateway *g, const char *name, bool create) {
     return t;
 }
 
-static void topic_add(gateway *g, const char *name, uint64_t conn_id) {
+/* Frees the topic in `slot` (it has no member left) and moves the last topic into its place.
+ * Topics live only while someone listens: every name a client subscribes with, logs in with or
+ * authenticates as becomes a topic, so keeping empty ones let a client grow the table without
+ * bound with names it made up. (The gateway cannot refuse unknown instruments instead: they live
+ * on the engine thread and are created and delisted while sessions run.) */
+static void topic_drop(gateway *g, uint32_t slot) {
+    topic *t = &g->topics[slot];
+    idmap_remove(&g->topic_index, idmap_hash_str(0, t->name), slot);
+    free(t->conns);
+    uint32_t last = --g->n_topics;
+    if (slot == last) return;
+    uint64_t h = idmap_hash_str(0, g->topics[last].name);
+    idmap_remove(&g->topic_index, h, last);
+    g->topics[slot] = g->topics[last];
+    /* two entries were just removed, so this insert needs no growth and cannot fail */
+    idmap_insert(&g->topic_index, h, slot);
+}
+
+/* Adds a member; -1 (nothing changed) when out of memory. */
+static int topic_add(gateway *g, const char *name, uint64_t conn_id) {
     topic *t = topic_find(g, name, true);
-    if (t == NULL) return;
+    if (t == NULL) return -1;
     for (uint32_t i = 0; i < t->n; i++)
-        if (t->conns[i] == conn_id) return;
+        if (t->conns[i] == conn_id) return 0;
     if (t->n == t->cap) {
         uint32_t cap = t->cap ? t->cap * 2 : 8;
         uint64_t *c = realloc(t->conns, cap * sizeof *c);
-        if (c == NULL) return;
+        if (c == NULL) {
+            if (t->n == 0) topic_drop(g, (uint32_t)(t - g->topics)); /* just created */
+            return -1;
+        }
         t->conns = c;
         t->cap = cap;
     }
     t->conns[t->n++] = conn_id;
+    return 0;
 }
 
 static void topic_remove(gateway *g, const char *name, uint64_t conn_id) {
@@ -441,6 +471,7 @@ static void topic_remove(gateway *g, const char *name, uint64_t conn_id) {
     for (uint32_t i = 0; i < t->n; i++)
         if (t->conns[i] == conn_id) {
             t->conns[i] = t->conns[--t->n];
+            if (t->n == 0) topic_drop(g, (uint32_t)(t - g->topics));
             return;
         }
 }
@@ -1122,7 +1153,9 @@ static bool seg_is(char **seg, int n, int i, const char *what) {
 
 /* A URL argument's value ("page=" -> "2"); false when absent or longer than cap. */
 static bool url_arg(struct lws *wsi, const char *name, char *out, size_t cap) {
-    char buf[QAEX_MSG_LEN];
+    /* as large as lws's whole header storage: lws finds nothing in a fragment longer than the
+     * buffer, so a smaller one took a long token for no token at all */
+    char buf[URL_ARG_MAX];
     /* lws copies the whole "name=value" fragment into buf and points past the name */
     const char *value = lws_get_urlarg_by_name(wsi, name, buf, sizeof buf);
     if (value == NULL || strlen(value) >= cap) return false;
@@ -1457,14 +1490,14 @@ static void monitor_system(gateway *g, session *s) {
     respond_json(
         s, 200,
         codec_envelope_ok(json_pack(
-            "{s:s, s:i, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i, s:[f,f,f], s:b}", "version",
+            "{s:s, s:i, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i, s:I, s:[f,f,f], s:b}", "version",
             QAEX_VERSION, "pid", (int)getpid(), "uptime", (json_int_t)(uptime_ns / 1000000000LL),
             "memory_rss_bytes", (json_int_t)rss_pages * sysconf(_SC_PAGESIZE), "cpu_seconds", cpu,
             "cpu_usage", uptime_ns > 0 ? 100.0 * cpu / ((double)uptime_ns / 1e9) : 0.0,
             "connections", (int)(g->n_conns - g->n_free), "websocket_sessions", g->ws_sessions,
             "cpu_count", (int)sysconf(_SC_NPROCESSORS_ONLN), "market_subscriptions",
-            g->market_subscriptions, "load_average", load[0], load[1], load[2], "open_mode",
-            g->cfg.open_mode)));
+            g->market_subscriptions, "push_topics", (json_int_t)g->n_topics, "load_average",
+            load[0], load[1], load[2], "open_mode", g->cfg.open_mode)));
 }
 
 static void admin_action(session *s, request *rq) {
@@ -1938,48 +1971,88 @@ static uint32_t channel_of(const char *name) {
     return 0;
 }
 
+static int subscription_index(const session *s, const char *id) {
+    for (int k = 0; k < s->n_subscriptions; k++)
+        if (strcmp(s->subscriptions[k], id) == 0) return k;
+    return -1;
+}
+
+/* {"type":"subscribe"|"unsubscribe","channels":[…],"instruments":[…]}. Every entry is checked
+ * before anything is applied: a message refused for its last entry must not have subscribed the
+ * first ones (the client, told "error", would not expect their pushes). */
 static void ws_subscribe(gateway *g, session *s, const json_t *m, bool subscribe) {
-    const json_t *channels = json_object_get(m, "channels");
-    const json_t *instruments = json_object_get(m, "instruments");
-    if ((channels && !json_is_array(channels)) || (instruments && !json_is_array(instruments))) {
-        ws_send_error(s, ERR_BAD_MESSAGE, "channels and instruments must be arrays of strings");
+    json_t *channels = json_object_get(m, "channels");
+    json_t *instruments = json_object_get(m, "instruments");
+    char got[80];
+    if (channels && !json_is_array(channels)) {
+        codec_describe(channels, got, sizeof got);
+        ws_send_error(s, ERR_BAD_MESSAGE, "channels must be an array of strings, got %s", got);
+        return;
+    }
+    if (instruments && !json_is_array(instruments)) {
+        codec_describe(instruments, got, sizeof got);
+        ws_send_error(s, ERR_BAD_MESSAGE, "instruments must be an array of strings, got %s", got);
         return;
     }
     size_t i;
-    const json_t *v;
+    json_t *v;
+    uint32_t mask = 0;
     json_array_foreach(channels, i, v) {
         uint32_t c = json_is_string(v) ? channel_of(json_string_value(v)) : 0;
         if (c == 0) {
-            ws_send_error(s, ERR_BAD_MESSAGE, "unknown channel %s",
-                          json_is_string(v) ? json_string_value(v) : "(not a string)");
+            codec_describe(v, got, sizeof got);
+            ws_send_error(s, ERR_BAD_MESSAGE,
+                          "channels[%zu]: unknown channel %s (trade, orderbook, ticker, "
+                          "account_update, kline)",
+                          i, got);
             return;
         }
-        if (subscribe)
-            s->channels |= c;
-        else
-            s->channels &= ~c;
+        mask |= c;
     }
+    int added = 0; /* distinct instruments this subscribe adds to the session */
     json_array_foreach(instruments, i, v) {
-        if (!json_is_string(v) || json_string_length(v) >= QAEX_INSTRUMENT_ID_LEN) {
-            ws_send_error(s, ERR_BAD_MESSAGE, "instrument ids must be strings");
+        codec_describe(v, got, sizeof got);
+        if (!json_is_string(v)) {
+            ws_send_error(s, ERR_BAD_MESSAGE, "instruments[%zu] must be a string, got %s", i, got);
             return;
         }
+        const char *id = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (len == 0 || len >= QAEX_INSTRUMENT_ID_LEN || strlen(id) != len) {
+            ws_send_error(s, ERR_BAD_MESSAGE,
+                          "instruments[%zu]: %s is %zu bytes, an instrument id has 1 to %d "
+                          "(and no NUL)",
+                          i, got, len, QAEX_INSTRUMENT_ID_LEN - 1);
+            return;
+        }
+        if (!subscribe || subscription_index(s, id) >= 0) continue;
+        bool repeated = false; /* named twice in this message: counted once */
+        for (size_t k = 0; k < i && !repeated; k++)
+            repeated = strcmp(json_string_value(json_array_get(instruments, k)), id) == 0;
+        if (!repeated && s->n_subscriptions + ++added > MAX_SUBSCRIPTIONS) {
+            ws_send_error(s, ERR_BAD_MESSAGE,
+                          "instruments[%zu]: subscribing to %s would make %d subscriptions on "
+                          "this session, at most %d",
+                          i, got, s->n_subscriptions + added, MAX_SUBSCRIPTIONS);
+            return;
+        }
+    }
+    /* all valid: apply */
+    int first_new = s->n_subscriptions;
+    json_array_foreach(instruments, i, v) {
         /* topics are keyed as the client names the instrument, full id or alias; pushes are
          * delivered under both */
-        char id[QAEX_INSTRUMENT_ID_LEN];
-        snprintf(id, sizeof id, "%s", json_string_value(v));
-        int found = -1;
-        for (int k = 0; k < s->n_subscriptions; k++)
-            if (strcmp(s->subscriptions[k], id) == 0) found = k;
-        if (subscribe && found < 0 && s->n_subscriptions < MAX_SUBSCRIPTIONS) {
+        const char *id = json_string_value(v);
+        int found = subscription_index(s, id);
+        if (subscribe && found < 0) {
+            if (topic_add(g, id, s->conn_id) != 0) {
+                /* out of memory: undo this message's subscriptions, so it changed nothing */
+                while (s->n_subscriptions > first_new)
+                    topic_remove(g, s->subscriptions[--s->n_subscriptions], s->conn_id);
+                ws_send_error(s, ERR_INTERNAL, "out of memory subscribing to \"%s\"", id);
+                return;
+            }
             snprintf(s->subscriptions[s->n_subscriptions++], QAEX_INSTRUMENT_ID_LEN, "%s", id);
-            topic_add(g, id, s->conn_id);
-            service_set_market_listeners(g->svc, ++g->market_subscriptions);
-            request rq;
-            memset(&rq, 0, sizeof rq);
-            rq.route = ROUTE_WS_SNAPSHOT;
-            copy_id(rq.key, sizeof rq.key, id);
-            submit(g, s, &rq);
         } else if (!subscribe && found >= 0) {
             topic_remove(g, id, s->conn_id);
             service_set_market_listeners(g->svc, --g->market_subscriptions);
@@ -1987,10 +2060,27 @@ static void ws_subscribe(gateway *g, session *s, const json_t *m, bool subscribe
                    QAEX_INSTRUMENT_ID_LEN);
         }
     }
-    json_t *resp = json_pack("{s:s, s:b, s:O, s:O}", "type",
+    if (subscribe)
+        s->channels |= mask;
+    else
+        s->channels &= ~mask;
+    if (s->n_subscriptions > first_new) { /* subscribe: the new instruments' state at once */
+        g->market_subscriptions += s->n_subscriptions - first_new;
+        service_set_market_listeners(g->svc, g->market_subscriptions);
+        for (int k = first_new; k < s->n_subscriptions; k++) {
+            request rq;
+            memset(&rq, 0, sizeof rq);
+            rq.route = ROUTE_WS_SNAPSHOT;
+            copy_id(rq.key, sizeof rq.key, s->subscriptions[k]);
+            submit(g, s, &rq);
+        }
+    }
+    /* the echo: the arrays as received (a new reference each, which json_pack's `o` takes), an
+     * empty one for what was not given */
+    json_t *resp = json_pack("{s:s, s:b, s:o, s:o}", "type",
                              subscribe ? "subscribe_response" : "unsubscribe_response", "success",
-                             1, "channels", channels ? channels : json_array(), "instruments",
-                             instruments ? instruments : json_array());
+                             1, "channels", channels ? json_incref(channels) : json_array(),
+                             "instruments", instruments ? json_incref(instruments) : json_array());
     session_send_json(s, resp);
 }
 
@@ -3083,22 +3173,32 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
             g->ws_sessions++;
             service_set_push_listeners(g->svc, g->ws_sessions);
             if (s->is_diff && diff_begin(g, s) != 0) return -1;
-            char account_id[QAEX_ID_LEN], token[AUTH_TOKEN_MAX];
+            char account_id[QAEX_ID_LEN], token[URL_ARG_MAX];
             bool named = !s->is_diff && url_arg(wsi, "user_id=", account_id, sizeof account_id) &&
                          account_id[0];
             if (named && g->cfg.open_mode) {
                 ws_authenticate(g, s, account_id);
-            } else if (named && url_arg(wsi, "token=", token, sizeof token)) {
+            } else if (!s->is_diff && !g->cfg.open_mode &&
+                       url_arg(wsi, "token=", token, sizeof token)) {
+                /* a refused URL token is said so (9001), as an auth message's is: a client left
+                 * unanswered cannot tell a bad token from a slow server */
                 int code;
                 char msg[QAEX_MSG_LEN];
-                if (token_accept(g, s, token, &code, msg, sizeof msg)) {
+                if (!named) {
+                    ws_send_error(s, ERR_AUTH_FAILED,
+                                  "token in the URL refused: no user_id= names the account to "
+                                  "authenticate as");
+                } else if (token_accept(g, s, token, &code, msg, sizeof msg)) {
                     request rq;
                     memset(&rq, 0, sizeof rq);
                     rq.route = ROUTE_WS_AUTH;
                     rq.purpose = PURPOSE_WS_AUTH;
                     copy_id(rq.key, sizeof rq.key, account_id);
                     submit(g, s, &rq);
+                } else {
+                    ws_send_error(s, code, "token in the URL refused: %s", msg);
                 }
+                sodium_memzero(token, sizeof token);
             }
             return 0;
         }
@@ -3108,9 +3208,29 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
         case LWS_CALLBACK_RECEIVE: {
             if (s == NULL) return -1;
             s->heard_ms = mono_ms();
+            /* the last piece of a message: its final frame, and nothing of that frame left */
+            bool last = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+            if (s->rx_discard) { /* the rest of a message already refused as too large */
+                if (last) s->rx_discard = false;
+                return 0;
+            }
             if (s->rx_len + len > MAX_WS_MESSAGE) {
-                ws_send_error(s, ERR_BAD_MESSAGE, "message exceeds %d bytes", MAX_WS_MESSAGE);
+                /* The whole message is refused: what is left of it is read and dropped up to its
+                 * end, never parsed, or its tail would run as a command the client never sent
+                 * on its own. Discarding (rather than closing with 1009) keeps the session, its
+                 * subscriptions and login, as every other bad message does; nothing of the
+                 * dropped bytes is kept, so memory stays bounded either way. */
+                char msg[QAEX_MSG_LEN];
+                snprintf(msg, sizeof msg,
+                         "message too large: %zu bytes received so far, at most %d allowed; the "
+                         "whole message is dropped",
+                         s->rx_len + len, MAX_WS_MESSAGE);
+                if (s->diff)
+                    diff_notify_error(s, ERR_BAD_MESSAGE, msg);
+                else
+                    ws_send_error(s, ERR_BAD_MESSAGE, "%s", msg);
                 s->rx_len = 0;
+                s->rx_discard = !last;
                 return 0;
             }
             if (s->rx_len + len > s->rx_cap) {
@@ -3124,7 +3244,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
             }
             memcpy(s->rx + s->rx_len, in, len);
             s->rx_len += len;
-            if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0) return 0;
+            if (!last) return 0;
             size_t n = s->rx_len;
             s->rx_len = 0;
             ws_message(g, s, s->rx, n);
@@ -3240,6 +3360,7 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
     /* a connection holds a header table from its first byte until its request is parsed: with
      * lws's default of 32, a crowd of idle or slow connections makes new clients queue */
     info.max_http_header_pool = 1024;
+    info.max_http_header_data = HTTP_HEADER_DATA;
     /* a connection that holds a header table without completing a request is dropped */
     info.timeout_secs_ah_idle = 5;
     info.timeout_secs = 10;

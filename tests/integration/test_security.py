@@ -434,9 +434,15 @@ class SecurityTest(unittest.TestCase):
 
     def test_ws_auth(self):
         acc_a = self.accounts["alice"]
-        # a wrong token in the URL: no session; trading is refused
-        ws = self.srv.ws(f"/ws?user_id={acc_a}&token={self.bad_tokens()['signature changed']}")
+        # a wrong token in the URL: refused with 9001 (naming why, never the token), no session;
+        # trading is refused
+        bad = self.bad_tokens()["signature changed"]
+        ws = self.srv.ws(f"/ws?user_id={acc_a}&token={bad}")
         self.addCleanup(ws.close)
+        m = ws.recv()
+        self.assertEqual((m["type"], m["code"]), ("error", 9001), m)
+        self.assertIn("token in the URL refused", m["message"])
+        self.assertNotIn(bad, m["message"])
         ws.send({"type": "query_account"})
         m, _ = ws.recv_until(lambda m: m.get("type") == "error")
         self.assertEqual(m["code"], 9002)
