@@ -121,6 +121,7 @@ typedef struct session {
     char *body;
     size_t body_len, body_cap;
     bool body_too_large;
+    char bad_arg[160]; /* a URL argument too long for its field (url_arg_too_long), or "" */
     bool close_after_response;
     bool in_flight; /* a request is being answered: the connection reads nothing more meanwhile */
     bool awaiting_reply;
@@ -916,6 +917,10 @@ static int write_response(gateway *g, session *s) {
  * identity they prove before it is the session's). */
 static bool submit_as(gateway *g, session *s, request *rq, bool valid, bool admin,
                       const char *user_id) {
+    if (!s->is_ws && s->bad_arg[0]) {
+        respond_error(s, 400, ERR_BAD_MESSAGE, "%s", s->bad_arg);
+        return false;
+    }
     rq->conn_id = s->conn_id;
     if (!g->cfg.open_mode) {
         rq->auth_enforced = true;
@@ -1152,15 +1157,31 @@ static bool seg_is(char **seg, int n, int i, const char *what) {
 }
 
 /* A URL argument's value ("page=" -> "2"); false when absent or longer than cap. */
-static bool url_arg(struct lws *wsi, const char *name, char *out, size_t cap) {
+/* 1 with the value in out, 0 when absent, -1 when longer than cap - 1 (out is then ""). */
+static int url_arg_get(struct lws *wsi, const char *name, char *out, size_t cap) {
     /* as large as lws's whole header storage: lws finds nothing in a fragment longer than the
      * buffer, so a smaller one took a long token for no token at all */
     char buf[URL_ARG_MAX];
     /* lws copies the whole "name=value" fragment into buf and points past the name */
     const char *value = lws_get_urlarg_by_name(wsi, name, buf, sizeof buf);
-    if (value == NULL || strlen(value) >= cap) return false;
+    out[0] = '\0';
+    if (value == NULL) return 0;
+    if (strlen(value) >= cap) return -1;
     memmove(out, value, strlen(value) + 1);
-    return true;
+    return 1;
+}
+
+static bool url_arg(struct lws *wsi, const char *name, char *out, size_t cap) {
+    return url_arg_get(wsi, name, out, cap) == 1;
+}
+
+/* A URL argument too long for its field is remembered, and the request is refused with it when
+ * it is submitted (submit_as): cut or dropped, it would ask for something else (a date filter
+ * silently gone). */
+static void url_arg_too_long(session *s, const char *name, size_t cap) {
+    if (s->bad_arg[0] == '\0')
+        snprintf(s->bad_arg, sizeof s->bad_arg, "URL argument %.*s is too long (at most %zu bytes)",
+                 (int)strlen(name) - 1, name, cap - 1);
 }
 
 /* A URL argument that must be an integer in [min, max] when present: false (and the 400 is
@@ -1169,7 +1190,14 @@ static bool query_int_in(session *s, const char *name, int64_t def, int64_t min,
                          int64_t *out) {
     char buf[64];
     *out = def;
-    if (!url_arg(s->wsi, name, buf, sizeof buf)) return true;
+    int got = url_arg_get(s->wsi, name, buf, sizeof buf);
+    if (got < 0) {
+        respond_error(s, 400, ERR_BAD_MESSAGE, "%.*s must be an integer in [%lld, %lld], got %s",
+                      (int)strlen(name) - 1, name, (long long)min, (long long)max,
+                      "a value of 64 bytes or more");
+        return false;
+    }
+    if (got == 0) return true;
     char *end;
     errno = 0;
     long long v = strtoll(buf, &end, 10);
@@ -1198,7 +1226,7 @@ static bool kline_args(session *s, const char *period_text, request *rq) {
 }
 
 static void query_str(session *s, const char *name, char *out, size_t cap) {
-    if (!url_arg(s->wsi, name, out, cap)) out[0] = '\0';
+    if (url_arg_get(s->wsi, name, out, cap) < 0) url_arg_too_long(s, name, cap);
 }
 
 static json_t *parse_body(session *s) {
@@ -1360,7 +1388,7 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
             }
             query_str(s, "start_date=", j->start_date, sizeof j->start_date);
             query_str(s, "end_date=", j->end_date, sizeof j->end_date);
-            if (!url_arg(s->wsi, "interval=", interval, sizeof interval)) interval[0] = '\0';
+            query_str(s, "interval=", interval, sizeof interval);
             if (interval[0] && strcmp(interval, "day") != 0 && strcmp(interval, "1d") != 0 &&
                 strcmp(interval, "snapshot") != 0 && strcmp(interval, "all") != 0) {
                 query_job_free(j);
@@ -1446,7 +1474,8 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
             rq.route = ROUTE_SYMBOLS;
         } else if (n == 4 && seg_is(seg, n, 2, "kline")) {
             char period[16];
-            if (!url_arg(s->wsi, "period=", period, sizeof period)) snprintf(period, 16, "1min");
+            query_str(s, "period=", period, sizeof period);
+            if (period[0] == '\0') snprintf(period, sizeof period, "1min");
             rq.route = ROUTE_KLINES;
             copy_id(rq.key, sizeof rq.key, seg[3]);
             if (!kline_args(s, period, &rq)) return;
@@ -3098,6 +3127,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
             if (s->conn_id == 0 && conn_register(g, s) != 0) return -1;
             s->body_len = 0;
             s->body_too_large = false;
+            s->bad_arg[0] = '\0';
             s->method = method_of(wsi, s->path, sizeof s->path);
             /* whatever the method, a declared body is read before the answer */
             {

@@ -230,6 +230,16 @@ class RestTest(unittest.TestCase):
                 self.assertEqual((status, body["error"]["code"]), (400, 9003), body)
                 self.assertIn(query.split("&")[0].split("=")[1], body["error"]["message"])
         ok(self, self.srv.get("/api/trades/user/pager?page=2&size=10"))
+        # a filter too long for its field is refused, not dropped (which would answer unfiltered)
+        for path, arg in (("/api/trades/user/pager?start_date=2025-01-01T00", "start_date"),
+                          ("/api/trades/user/pager?instrument_id=" + "I" * 80, "instrument_id"),
+                          ("/api/market/kline/IF2501?period=" + "m" * 40, "period"),
+                          ("/api/market/orderbook/IF2501?depth=" + "1" * 70, "depth")):
+            with self.subTest(path=path):
+                status, body = self.srv.get(path)
+                self.assertEqual((status, body["error"]["code"]), (400, 9003), body)
+                self.assertIn(arg, body["error"]["message"])
+        ok(self, self.srv.get("/api/trades/user/pager?start_date=2025-01-01"))
 
     def open_raw(self, user):
         return self.srv.post("/api/account/open", {"user_id": user, "init_cash": 1})
