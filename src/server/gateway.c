@@ -913,6 +913,8 @@ static int write_response(gateway *g, session *s) {
 
 /* ---- requests to the engine thread ---- */
 
+static void diff_notify_error(session *s, int code, const char *message);
+
 /* Queues a request acting for the user `valid`, `admin`, `user_id` say (DIFF logins act for the
  * identity they prove before it is the session's). */
 static bool submit_as(gateway *g, session *s, request *rq, bool valid, bool admin,
@@ -929,7 +931,9 @@ static bool submit_as(gateway *g, session *s, request *rq, bool valid, bool admi
     }
     if (rq->cmd.type != 0) rq->cmd.ts_ns = command_time(g);
     if (!service_submit(g->svc, rq)) {
-        if (s->is_ws)
+        if (s->is_diff)
+            diff_notify_error(s, ERR_UNAVAILABLE, "the exchange is busy: request queue full");
+        else if (s->is_ws)
             session_send_json(s,
                               json_pack("{s:s, s:i, s:s}", "type", "error", "code", ERR_UNAVAILABLE,
                                         "message", "the exchange is busy: request queue full"));
@@ -2113,7 +2117,6 @@ static void ws_subscribe(gateway *g, session *s, const json_t *m, bool subscribe
     session_send_json(s, resp);
 }
 
-static void diff_notify_error(session *s, int code, const char *message);
 static void diff_login_as(gateway *g, session *s, const char *user_key, const char *account_id);
 static void diff_login_clear(session *s);
 static void diff_login_refused(session *s, int code, const char *message);
@@ -2782,6 +2785,8 @@ static void diff_message_in(gateway *g, session *s, const char *text, size_t len
             break;
         case DIFF_AID_LOGIN:
             diff_login(g, s, m);
+            /* the password (or token) is not left on the stack for whatever runs next */
+            sodium_memzero(m->password, sizeof m->password);
             break;
         case DIFF_AID_SUBSCRIBE_QUOTE:
             diff_subscribe(g, s, m);
