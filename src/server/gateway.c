@@ -150,7 +150,12 @@ typedef struct session {
 } session;
 
 /* Sessions interested in a topic (an account id or an instrument id). */
+/* Accounts and instruments are apart: a name in one is never the same topic as in the other (a
+ * subscription to an "instrument" named like an account got that account's pushes). */
+typedef enum topic_kind { TOPIC_ACCOUNT = 1, TOPIC_INSTRUMENT = 2 } topic_kind;
+
 typedef struct topic {
+    topic_kind kind;
     char name[QAEX_ID_LEN];
     uint64_t *conns;
     uint32_t n, cap;
@@ -400,17 +405,18 @@ static session *conn_find(gateway *g, uint64_t conn_id) {
 
 typedef struct topic_key {
     const gateway *g;
+    topic_kind kind;
     const char *name;
 } topic_key;
 
 static bool topic_matches(const void *ctx, uint32_t slot) {
     const topic_key *k = ctx;
-    return strcmp(k->g->topics[slot].name, k->name) == 0;
+    return k->g->topics[slot].kind == k->kind && strcmp(k->g->topics[slot].name, k->name) == 0;
 }
 
-static topic *topic_find(gateway *g, const char *name, bool create) {
-    topic_key k = {g, name};
-    uint64_t h = idmap_hash_str(0, name);
+static topic *topic_find(gateway *g, topic_kind kind, const char *name, bool create) {
+    topic_key k = {g, kind, name};
+    uint64_t h = idmap_hash_str(kind, name);
     uint32_t slot = idmap_find(&g->topic_index, h, topic_matches, &k);
     if (slot != IDMAP_NONE) return &g->topics[slot];
     if (!create) return NULL;
@@ -424,6 +430,7 @@ static topic *topic_find(gateway *g, const char *name, bool create) {
     if (idmap_insert(&g->topic_index, h, g->n_topics) != 0) return NULL;
     topic *t = &g->topics[g->n_topics++];
     memset(t, 0, sizeof *t);
+    t->kind = kind;
     snprintf(t->name, sizeof t->name, "%s", name);
     return t;
 }
@@ -435,11 +442,11 @@ static topic *topic_find(gateway *g, const char *name, bool create) {
  * on the engine thread and are created and delisted while sessions run.) */
 static void topic_drop(gateway *g, uint32_t slot) {
     topic *t = &g->topics[slot];
-    idmap_remove(&g->topic_index, idmap_hash_str(0, t->name), slot);
+    idmap_remove(&g->topic_index, idmap_hash_str(t->kind, t->name), slot);
     free(t->conns);
     uint32_t last = --g->n_topics;
     if (slot == last) return;
-    uint64_t h = idmap_hash_str(0, g->topics[last].name);
+    uint64_t h = idmap_hash_str(g->topics[last].kind, g->topics[last].name);
     idmap_remove(&g->topic_index, h, last);
     g->topics[slot] = g->topics[last];
     /* two entries were just removed, so this insert needs no growth and cannot fail */
@@ -447,8 +454,8 @@ static void topic_drop(gateway *g, uint32_t slot) {
 }
 
 /* Adds a member; -1 (nothing changed) when out of memory. */
-static int topic_add(gateway *g, const char *name, uint64_t conn_id) {
-    topic *t = topic_find(g, name, true);
+static int topic_add(gateway *g, topic_kind kind, const char *name, uint64_t conn_id) {
+    topic *t = topic_find(g, kind, name, true);
     if (t == NULL) return -1;
     for (uint32_t i = 0; i < t->n; i++)
         if (t->conns[i] == conn_id) return 0;
@@ -466,8 +473,8 @@ static int topic_add(gateway *g, const char *name, uint64_t conn_id) {
     return 0;
 }
 
-static void topic_remove(gateway *g, const char *name, uint64_t conn_id) {
-    topic *t = topic_find(g, name, false);
+static void topic_remove(gateway *g, topic_kind kind, const char *name, uint64_t conn_id) {
+    topic *t = topic_find(g, kind, name, false);
     if (t == NULL) return;
     for (uint32_t i = 0; i < t->n; i++)
         if (t->conns[i] == conn_id) {
@@ -654,7 +661,7 @@ static void notes_publish(gateway *g, const reply *r) {
         for (uint32_t i = 0; i < g->n_conns; i++)
             if (g->conns[i] && g->conns[i]->notes) notes_offer(g, g->conns[i], msg, now);
     } else {
-        topic *t = topic_find(g, r->topic, false);
+        topic *t = topic_find(g, TOPIC_ACCOUNT, r->topic, false);
         for (uint32_t i = 0; t && i < t->n; i++)
             notes_offer(g, conn_find(g, t->conns[i]), msg, now);
     }
@@ -753,9 +760,9 @@ static void keepalive_sweep(lws_sorted_usec_list_t *sul) {
 
 static void diff_take_push(session *s, const reply *r, const json_t *patch);
 
-static void deliver_to_topic(gateway *g, const char *name, shared_msg *m, const reply *r,
-                             const json_t *diff_patch) {
-    topic *t = topic_find(g, name, false);
+static void deliver_to_topic(gateway *g, topic_kind kind, const char *name, shared_msg *m,
+                             const reply *r, const json_t *diff_patch) {
+    topic *t = topic_find(g, kind, name, false);
     if (t == NULL) return;
     if (r->channel & CHANNELS_DIFF) {
         /* a quote is the same patch for everyone: a session waiting with nothing owed gets the
@@ -794,6 +801,10 @@ static void deliver_to_topic(gateway *g, const char *name, shared_msg *m, const 
     }
 }
 
+static topic_kind topic_of(const reply *r) {
+    return r->kind == REPLY_PUSH_INSTRUMENT ? TOPIC_INSTRUMENT : TOPIC_ACCOUNT;
+}
+
 static void deliver_push(gateway *g, const reply *r) {
     if (g->cfg.metrics) {
         struct timespec ts;
@@ -808,16 +819,16 @@ static void deliver_push(gateway *g, const reply *r) {
     }
     if (r->channel & CHANNELS_DIFF) { /* parsed once, folded into each session's patch */
         json_t *patch = json_loadb(r->body, r->len, 0, NULL);
-        deliver_to_topic(g, r->topic, NULL, r, patch);
+        deliver_to_topic(g, topic_of(r), r->topic, NULL, r, patch);
         json_decref(patch);
         return;
     }
     shared_msg *m = msg_new(r->body, r->len);
     if (m == NULL) return;
-    deliver_to_topic(g, r->topic, m, r, NULL);
+    deliver_to_topic(g, topic_of(r), r->topic, m, r, NULL);
     /* instrument subscribers may have used the short alias ("IF2501") */
     const char *dot = r->kind == REPLY_PUSH_INSTRUMENT ? strchr(r->topic, '.') : NULL;
-    if (dot) deliver_to_topic(g, dot + 1, m, r, NULL);
+    if (dot) deliver_to_topic(g, TOPIC_INSTRUMENT, dot + 1, m, r, NULL);
     msg_release(m);
 }
 
@@ -1988,10 +1999,10 @@ static void ws_send_error(session *s, int code, const char *fmt, ...) {
 }
 
 static void ws_authenticate(gateway *g, session *s, const char *account_id) {
-    if (s->authenticated) topic_remove(g, s->account_id, s->conn_id);
+    if (s->authenticated) topic_remove(g, TOPIC_ACCOUNT, s->account_id, s->conn_id);
     snprintf(s->account_id, sizeof s->account_id, "%s", account_id);
     s->authenticated = true;
-    topic_add(g, s->account_id, s->conn_id);
+    topic_add(g, TOPIC_ACCOUNT, s->account_id, s->conn_id);
     if (g->cfg.notify_auto_subscribe) notes_join(g, s);
 }
 
@@ -2078,16 +2089,17 @@ static void ws_subscribe(gateway *g, session *s, const json_t *m, bool subscribe
         const char *id = json_string_value(v);
         int found = subscription_index(s, id);
         if (subscribe && found < 0) {
-            if (topic_add(g, id, s->conn_id) != 0) {
+            if (topic_add(g, TOPIC_INSTRUMENT, id, s->conn_id) != 0) {
                 /* out of memory: undo this message's subscriptions, so it changed nothing */
                 while (s->n_subscriptions > first_new)
-                    topic_remove(g, s->subscriptions[--s->n_subscriptions], s->conn_id);
+                    topic_remove(g, TOPIC_INSTRUMENT, s->subscriptions[--s->n_subscriptions],
+                                 s->conn_id);
                 ws_send_error(s, ERR_INTERNAL, "out of memory subscribing to \"%s\"", id);
                 return;
             }
             snprintf(s->subscriptions[s->n_subscriptions++], QAEX_INSTRUMENT_ID_LEN, "%s", id);
         } else if (!subscribe && found >= 0) {
-            topic_remove(g, id, s->conn_id);
+            topic_remove(g, TOPIC_INSTRUMENT, id, s->conn_id);
             service_set_market_listeners(g->svc, --g->market_subscriptions);
             memcpy(s->subscriptions[found], s->subscriptions[--s->n_subscriptions],
                    QAEX_INSTRUMENT_ID_LEN);
@@ -2464,7 +2476,7 @@ static void diff_sync_topics(gateway *g, session *s) {
             k++;
             continue;
         }
-        topic_remove(g, id, s->conn_id);
+        topic_remove(g, TOPIC_INSTRUMENT, id, s->conn_id);
         g->market_subscriptions--;
         memcpy(s->subscriptions[k], s->subscriptions[--s->n_subscriptions], QAEX_INSTRUMENT_ID_LEN);
     }
@@ -2475,7 +2487,7 @@ static void diff_sync_topics(gateway *g, session *s) {
             have = have || strcmp(s->subscriptions[k], id) == 0;
         if (have || s->n_subscriptions == MAX_SUBSCRIPTIONS) continue;
         snprintf(s->subscriptions[s->n_subscriptions++], QAEX_INSTRUMENT_ID_LEN, "%s", id);
-        topic_add(g, id, s->conn_id);
+        topic_add(g, TOPIC_INSTRUMENT, id, s->conn_id);
         g->market_subscriptions++;
     }
     if (!g->closing) service_set_market_listeners(g->svc, g->market_subscriptions);
@@ -2486,7 +2498,7 @@ static void diff_sync_topics(gateway *g, session *s) {
 static void diff_logout(gateway *g, session *s) {
     diff_session *d = s->diff;
     if (!d->logged_in) return;
-    topic_remove(g, d->account_id, s->conn_id);
+    topic_remove(g, TOPIC_ACCOUNT, d->account_id, s->conn_id);
     if (d->logged_in && !g->closing) { /* the engine thread stops watching the account */
         request rq;
         memset(&rq, 0, sizeof rq);
@@ -2567,7 +2579,7 @@ static void diff_login_answer(gateway *g, session *s, const json_t *patch, int s
     }
     diff_login_clear(s);
     d->logged_in = true;
-    topic_add(g, d->account_id, s->conn_id);
+    topic_add(g, TOPIC_ACCOUNT, d->account_id, s->conn_id);
 }
 
 static void diff_take_reply(gateway *g, session *s, const reply *r) {
@@ -2843,7 +2855,7 @@ static void ws_message(gateway *g, session *s, const char *text, size_t len) {
     if (type == NULL && json_object_get(m, "aid")) { /* a DIFF client on /ws */
         json_decref(m);
         if (s->authenticated) {
-            topic_remove(g, s->account_id, s->conn_id);
+            topic_remove(g, TOPIC_ACCOUNT, s->account_id, s->conn_id);
             s->authenticated = false;
         }
         notes_leave(g, s); /* DIFF has its own notify */
@@ -3027,9 +3039,9 @@ static void session_close(gateway *g, session *s) {
     if (s->diff) diff_end(g, s);
     notes_leave(g, s);
     if (s->is_ws) {
-        if (s->authenticated) topic_remove(g, s->account_id, s->conn_id);
+        if (s->authenticated) topic_remove(g, TOPIC_ACCOUNT, s->account_id, s->conn_id);
         for (int k = 0; k < s->n_subscriptions; k++)
-            topic_remove(g, s->subscriptions[k], s->conn_id);
+            topic_remove(g, TOPIC_INSTRUMENT, s->subscriptions[k], s->conn_id);
         g->market_subscriptions -= s->n_subscriptions;
         g->ws_sessions--;
         if (!g->closing) {

@@ -185,6 +185,27 @@ class OpenModeTest(unittest.TestCase):
         ws.close()
         self.assertEqual(self.wait_topics(0), 0)
 
+    def test_an_instrument_named_like_an_account_gets_no_account_pushes(self):
+        """Instrument and account topics are apart: subscribing to an "instrument" named like
+        someone's account must not bring that account's order, trade and account pushes."""
+        status, body = self.srv.post("/api/account/open", {"user_id": "nsvictim",
+                                                            "init_cash": 10000000})
+        self.assertEqual(status, 200, body)
+        spy = self.connect()
+        spy.send({"type": "subscribe", "channels": ["trade", "orderbook", "ticker"],
+                  "instruments": ["nsvictim"]})
+        self.assertEqual(spy.next()["type"], "subscribe_response")
+        victim = self.connect()
+        victim.send({"type": "auth", "user_id": "nsvictim"})
+        self.assertTrue(victim.next()["success"])
+        victim.send({"type": "submit_order", "instrument_id": "IF2501", "direction": "BUY",
+                     "offset": "OPEN", "volume": 1, "price": 3500.0, "order_type": "LIMIT"})
+        got, _ = victim.until(lambda m: m.get("type") == "order_response")
+        self.assertTrue(got["success"], got)
+        victim.drain(0.5)
+        leaked = [m for m in spy.drain(0.8) if "nsvictim" in json.dumps(m)]
+        self.assertEqual(leaked, [])
+
     def test_diff_topics_go_with_their_last_member(self):
         self.assertEqual(self.wait_topics(0), 0)
         ws = self.connect("/ws/diff")
