@@ -63,15 +63,18 @@ bool instrument_price_to_tick(const instrument *ins, double price, int64_t *tick
     return true;
 }
 
-static void compute_band(instrument *ins) {
-    const instrument_spec *s = &ins->spec;
+void instrument_band_ticks(const instrument_spec *s, int64_t *lower_tick, int64_t *upper_tick) {
     double up = s->pre_settlement * (1.0 + s->limit_up_rate) / s->price_tick;
     double down = s->pre_settlement * (1.0 - s->limit_down_rate) / s->price_tick;
     /* the band is the ticks inside the limits; the tiny slack keeps exact multiples inside */
-    ins->upper_tick = (int64_t)floor(up + TICK_EPSILON);
-    ins->lower_tick = (int64_t)ceil(down - TICK_EPSILON);
-    if (ins->lower_tick < 1) ins->lower_tick = 1;
-    if (ins->upper_tick < ins->lower_tick) ins->upper_tick = ins->lower_tick;
+    *upper_tick = (int64_t)floor(up + TICK_EPSILON);
+    *lower_tick = (int64_t)ceil(down - TICK_EPSILON);
+    if (*lower_tick < 1) *lower_tick = 1;
+    if (*upper_tick < *lower_tick) *upper_tick = *lower_tick;
+}
+
+static void compute_band(instrument *ins) {
+    instrument_band_ticks(&ins->spec, &ins->lower_tick, &ins->upper_tick);
 }
 
 int instrument_init(instrument *ins, const instrument_spec *spec) {

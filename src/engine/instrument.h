@@ -58,6 +58,9 @@ int instrument_spec_validate(const instrument_spec *spec, char *msg, size_t msgl
 int instrument_init(instrument *ins, const instrument_spec *spec);
 void instrument_free(instrument *ins);
 
+/* The ticks inside the limits that pre_settlement and the limit rates of spec set. */
+void instrument_band_ticks(const instrument_spec *spec, int64_t *lower_tick, int64_t *upper_tick);
+
 /* Recomputes the band from pre_settlement and the limit rates, re-spanning the book. */
 int instrument_rebase_band(instrument *ins);
 

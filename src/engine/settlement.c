@@ -18,6 +18,14 @@ int settlement_set_price(engine *e, const command *cmd, engine_result *r) {
         return engine_fail(r, ERR_INVALID_ORDER, "settlement price of %s must be positive, got %g",
                            id, price);
     instrument *ins = &e->instruments[slot];
+    /* tomorrow's limits come from this price: it must make a band the book can hold, as a new
+     * instrument's previous settlement must */
+    instrument_spec next = ins->spec;
+    next.pre_settlement = price;
+    char why[QAEX_MSG_LEN];
+    if (instrument_spec_validate(&next, why, sizeof why) != QAEX_OK)
+        return engine_fail(r, ERR_INVALID_ORDER, "settlement price %g of %s refused: %s", price, id,
+                           why);
     ins->stats.settlement_price = price;
     ins->stats.settlement_price_set = true;
     engine_event ev = {.type = EV_INSTRUMENT, .instrument = ins};
@@ -107,6 +115,25 @@ static void cancel_day_orders(engine *e, uint32_t account_slot, bool everything,
                                  everything ? "cancelled by forced liquidation"
                                             : "cancelled at the end of the day");
         s = next;
+    }
+}
+
+/* Good-till-cancelled orders outlive the day, but not the day's limits: one priced outside the
+ * band that the new settlement price sets is cancelled (what it froze goes back), or an order
+ * inside the band would trade at its price, and the book would have to span it. */
+static void cancel_outside_band(engine *e, uint32_t instrument_slot, int64_t ts_ns) {
+    int64_t lower, upper;
+    instrument_band_ticks(&e->instruments[instrument_slot].spec, &lower, &upper);
+    for (uint32_t a = 0; a < e->n_accounts; a++) {
+        uint32_t s = e->accounts[a].live_head;
+        while (s != SLOT_NONE) {
+            uint32_t next = e->orders[s].account_next;
+            const order *o = &e->orders[s];
+            if (o->instrument == instrument_slot &&
+                (o->price_tick < lower || o->price_tick > upper))
+                matching_cancel_slot(e, s, ts_ns, "cancelled: outside the new price limits");
+            s = next;
+        }
     }
 }
 
@@ -226,12 +253,18 @@ int settlement_execute(engine *e, const command *cmd, engine_result *r) {
         instrument *ins = &e->instruments[i];
         market_stats *st = &ins->stats;
         ins->spec.pre_close = st->has_trade ? st->last_price : ins->spec.pre_close;
+        double old_settlement = ins->spec.pre_settlement;
         ins->spec.pre_settlement = settlement_price_of(ins);
         int64_t open_interest = st->open_interest;
         memset(st, 0, sizeof *st);
         st->open_interest = st->pre_open_interest = open_interest;
-        /* the new band only widens the book when resting orders lie outside it */
-        if (instrument_rebase_band(ins) != 0) instrument_rebase_band(ins);
+        cancel_outside_band(e, i, cmd->ts_ns);
+        if (instrument_rebase_band(ins) != 0 && instrument_rebase_band(ins) != 0) {
+            /* no memory for the new book: the day keeps yesterday's limits, which the book
+             * already holds, rather than limits it cannot hold */
+            ins->spec.pre_settlement = old_settlement;
+            instrument_rebase_band(ins);
+        }
         engine_touch_instrument(e, i, false);
         engine_event ev = {.type = EV_INSTRUMENT, .instrument = ins};
         engine_emit(e, &ev);

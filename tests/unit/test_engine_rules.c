@@ -675,6 +675,47 @@ static void test_3003_duplicate_client_id(void) {
 /* 6001: settlement without prices                                                         */
 /* ====================================================================================== */
 
+/* A settlement price sets tomorrow's limits: one whose band the book cannot hold (an instrument
+ * with it as previous settlement would be refused) is refused, and nothing changes. */
+static void test_settlement_price_must_make_a_valid_band(void) {
+    engine *e = fx_engine(three, 3, 1000000.0);
+    engine_result r;
+    /* IX2401: tick 0.5, limits +-10%: 5e7 would span 2e7 ticks (the most is 2^24) */
+    CHECK_REJECT(e, r, fx_set_settlement_price(e, "IX2401", 5e7, &r), ERR_INVALID_ORDER,
+                 "limit band");
+    CHECK_CONTAINS(r.message, "5e+07");
+    CHECK_INT(fx_set_settlement_price(e, "IX2401", 4e7, &r), 0); /* 1.6e7 ticks: allowed */
+    engine_destroy(e);
+}
+
+/* A good-till-cancelled order outside the limits the settlement sets for the next day is
+ * cancelled at the settlement, with what it froze; one inside stays. Nothing trades at a price
+ * outside the day's band. */
+static void test_gtc_outside_the_new_band_is_cancelled(void) {
+    engine *e = fx_engine(three, 3, 1000000.0);
+    engine_result r;
+    CHECK_INT(fx_order_full(e, "trader", "IX2401", DIR_BUY, OFFSET_OPEN, 109.0, 1, PRICE_LIMIT,
+                            TC_GTC, VC_ANY, "high", &r),
+              0);
+    CHECK_INT(fx_order_full(e, "trader", "IX2401", DIR_BUY, OFFSET_OPEN, 95.0, 1, PRICE_LIMIT,
+                            TC_GTC, VC_ANY, "inside", &r),
+              0);
+    CHECK_INT(fx_set_settlement_price(e, "IX2401", 95.0, &r), 0);
+    CHECK_INT(fx_settle(e, &r), 0);
+    /* the new band is [85.5, 104.5] */
+    const instrument *ins = engine_instrument_find(e, "IX2401");
+    CHECK_MONEY(instrument_upper_limit(ins), 104.5);
+    const order *high = find_order(e, "trader", "high");
+    CHECK(high == NULL || high->status == ORDER_CANCELLED);
+    CHECK_INT(find_order(e, "trader", "inside")->status, ORDER_SUBMITTED);
+    /* only the order inside is still frozen for: 95 * 200 * 10% */
+    const account *a = engine_account_find(e, "trader");
+    CHECK_MONEY(a->frozen_margin, 1900.0);
+    CHECK_INT(fx_order(e, "market", "IX2401", DIR_SELL, OFFSET_OPEN, 100.0, 1, &r), 0);
+    CHECK(!ins->stats.has_trade); /* it rests: nothing bids 100 or more any more */
+    engine_destroy(e);
+}
+
 static void test_6001_settlement_price_missing(void) {
     engine *e = fx_engine(three, 3, 1000000.0);
     engine_result r;
@@ -2123,6 +2164,8 @@ int main(void) {
     RUN_TEST(test_3001_3002_cancel);
     RUN_TEST(test_3003_duplicate_client_id);
     RUN_TEST(test_6001_settlement_price_missing);
+    RUN_TEST(test_settlement_price_must_make_a_valid_band);
+    RUN_TEST(test_gtc_outside_the_new_band_is_cancelled);
     RUN_TEST(test_partial_fills);
     RUN_TEST(test_price_time_priority);
     RUN_TEST(test_cancel_releases_frozen);
