@@ -1105,13 +1105,24 @@ static void admin_batch_prices(service *s, const request *rq) {
     char msg[QAEX_MSG_LEN] = "";
     int rc = QAEX_OK;
     for (uint32_t i = 0; i < rq->n_extra && rc == QAEX_OK; i++) {
-        if (engine_instrument_find(s->e, prices[i].instrument_id) == NULL) {
+        const instrument *ins = engine_instrument_find(s->e, prices[i].instrument_id);
+        if (ins == NULL) {
             rc = ERR_INSTRUMENT_NOT_FOUND;
             snprintf(msg, sizeof msg, "instrument not found: %s", prices[i].instrument_id);
         } else if (!(prices[i].price > 0) || prices[i].price > 1e12) {
             rc = ERR_BAD_MESSAGE;
             snprintf(msg, sizeof msg, "settlement price of %s must be positive, got %g",
                      prices[i].instrument_id, prices[i].price);
+        } else {
+            /* the engine's own check (settlement_set_price), made before anything is applied */
+            instrument_spec next = ins->spec;
+            next.pre_settlement = prices[i].price;
+            char why[160];
+            if (instrument_spec_validate(&next, why, sizeof why) != QAEX_OK) {
+                rc = ERR_INVALID_ORDER;
+                snprintf(msg, sizeof msg, "settlement price %g of %.40s refused: %s",
+                         prices[i].price, prices[i].instrument_id, why);
+            }
         }
     }
     json_t *done = json_array();

@@ -261,6 +261,11 @@ class SettlementTest(ServerCase):
         x.err(self.srv.post("/admin/settlement/batch-set-prices", {"prices": [
             {"instrument_id": "TEST.AD01", "settlement_price": 1020},
             {"instrument_id": "TEST.NOPE", "settlement_price": 5}]}, headers=admin), 1007)
+        # and a price whose limit band the book could not hold sets nothing either
+        msg = x.err(self.srv.post("/admin/settlement/batch-set-prices", {"prices": [
+            {"instrument_id": "TEST.AD01", "settlement_price": 1020},
+            {"instrument_id": "TEST.RK01", "settlement_price": 9e11}]}, headers=admin), 1008)
+        self.assertIn("limit band", msg)
         msg = x.err(self.srv.post("/admin/settlement/execute", {}, headers=admin), 6001)
         self.assertIn("TEST.AD01", msg)
         self.assertIn("TEST.RK01", msg)
