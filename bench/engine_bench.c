@@ -590,7 +590,8 @@ int main(int argc, char **argv) {
         uint64_t pause_5us = (uint64_t)(5000 / ns_per_tick), waits_paused = 0, wait_lost = 0,
                  wait_longest = 0;
         uint32_t *service = (uint32_t *)kind_wide;
-        uint64_t null_ticks = null_service_ns >= 0 ? 1 + (uint64_t)(null_service_ns / ns_per_tick) : 0;
+        uint64_t null_ticks =
+            null_service_ns >= 0 ? 1 + (uint64_t)(null_service_ns / ns_per_tick) : 0;
         if (null_ticks) printf("null engine: a spin of %.0f ns per command\n", null_service_ns);
         long faults_before = minor_faults();
         alloc_count = 0;

@@ -666,6 +666,17 @@ static void destroy(history_store *h) {
     free(h);
 }
 
+/* Runs sql (one transaction) when the file is at schema version `from`. False, with the reason
+ * in err, when that fails. */
+static bool upgrade(sqlite3 *db, int64_t from, const char *sql, const char *path, char *err,
+                    size_t errlen) {
+    if (query_i64(db, "SELECT value FROM meta WHERE key='schema_version'", 0) != from) return true;
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK) return true;
+    set_err(err, errlen, "history: %s: cannot upgrade the schema: %s", path, sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return false;
+}
+
 /* Removes every record of the commands after seq, in one transaction. */
 static int rewind_file(sqlite3 *db, uint64_t seq) {
     static const char *const tables[] = {"orders",    "trades", "accounts", "settlements",
@@ -757,28 +768,14 @@ history_store *history_open(const char *path, const history_options *opts, char 
                           "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-131072; PRAGMA "
                           "mmap_size=268435456;",
                           NULL, NULL, NULL);
-    if (rc == SQLITE_OK &&
-        query_i64(h->db, "SELECT value FROM meta WHERE key='schema_version'", 0) == 1) {
-        rc = sqlite3_exec(h->db, migrate_v1_sql, NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            set_err(err, errlen, "history: %s: cannot upgrade the schema: %s", path,
-                    sqlite3_errmsg(h->db));
-            sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
-            destroy(h);
-            return NULL;
-        }
+    if (rc == SQLITE_OK && !upgrade(h->db, 1, migrate_v1_sql, path, err, errlen)) {
+        destroy(h);
+        return NULL;
     }
     if (rc == SQLITE_OK) rc = sqlite3_exec(h->db, schema_sql, NULL, NULL, NULL);
-    if (rc == SQLITE_OK &&
-        query_i64(h->db, "SELECT value FROM meta WHERE key='schema_version'", 0) == 2) {
-        rc = sqlite3_exec(h->db, migrate_v2_sql, NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            set_err(err, errlen, "history: %s: cannot upgrade the schema: %s", path,
-                    sqlite3_errmsg(h->db));
-            sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
-            destroy(h);
-            return NULL;
-        }
+    if (rc == SQLITE_OK && !upgrade(h->db, 2, migrate_v2_sql, path, err, errlen)) {
+        destroy(h);
+        return NULL;
     }
     for (int i = 0; rc == SQLITE_OK && i < HK_COUNT; i++)
         rc = sqlite3_prepare_v3(h->db, insert_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &h->ins[i],
