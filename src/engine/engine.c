@@ -1147,7 +1147,16 @@ void order_format_seq(char prefix, uint64_t seq, char *out, size_t outlen) {
     snprintf(out, outlen, "%c%020llu", prefix, (unsigned long long)seq);
 }
 
+static void format_exchange_id(const engine *e, uint32_t instrument_slot, uint64_t exchange_seq,
+                               char *out, size_t outlen) {
+    snprintf(out, outlen, "%s-%012llu", e->instruments[instrument_slot].code,
+             (unsigned long long)exchange_seq);
+}
+
 void engine_order_exchange_id(const engine *e, const order *o, char *out, size_t outlen) {
-    snprintf(out, outlen, "%s-%012llu", e->instruments[o->instrument].code,
-             (unsigned long long)o->exchange_seq);
+    format_exchange_id(e, o->instrument, o->exchange_seq, out, outlen);
+}
+
+void engine_trade_exchange_order_id(const engine *e, const trade *t, char *out, size_t outlen) {
+    format_exchange_id(e, t->instrument, t->exchange_seq, out, outlen);
 }

@@ -334,6 +334,8 @@ void engine_market_snapshot(const instrument *ins, int depth, market_snapshot *o
 
 /* Public ids of orders and trades. */
 void engine_order_exchange_id(const engine *e, const order *o, char *out, size_t outlen);
+/* The exchange order id of the order a trade filled (it carries the order's sequence). */
+void engine_trade_exchange_order_id(const engine *e, const trade *t, char *out, size_t outlen);
 
 /* A 64-bit digest of the whole state in a canonical order: equal digests mean equal state. */
 uint64_t engine_state_hash(const engine *e);

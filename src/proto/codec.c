@@ -178,14 +178,8 @@ static void put_trade_fields(json_builder *b, const engine *e, const trade *trd)
     char trade_id[32], match_id[32], exchange_order_id[QAEX_ID_LEN];
     order_format_seq('T', trd->seq, trade_id, sizeof trade_id);
     order_format_seq('M', trd->match_seq, match_id, sizeof match_id);
-    /* the exchange order id is formatted by the engine alone, from the order's instrument and
-     * per-instrument sequence, which the trade carries */
-    order stub;
-    memset(&stub, 0, sizeof stub);
-    stub.instrument = trd->instrument;
-    stub.exchange_seq = trd->exchange_seq;
     if (ins != NULL)
-        engine_order_exchange_id(e, &stub, exchange_order_id, sizeof exchange_order_id);
+        engine_trade_exchange_order_id(e, trd, exchange_order_id, sizeof exchange_order_id);
     else
         exchange_order_id[0] = '\0';
     jb_str(b, "trade_id", trade_id);

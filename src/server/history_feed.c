@@ -201,13 +201,7 @@ static void on_event(void *ctx, const engine_event *ev) {
             r.close_profit = t->close_profit;
             r.is_taker = t->is_taker;
             r.is_liquidation = t->is_liquidation;
-            /* formatted like the live trade's (codec): from the instrument and the order's
-             * per-instrument sequence, which the trade carries */
-            order stub;
-            memset(&stub, 0, sizeof stub);
-            stub.instrument = t->instrument;
-            stub.exchange_seq = t->exchange_seq;
-            engine_order_exchange_id(e, &stub, r.exchange_order_id, sizeof r.exchange_order_id);
+            engine_trade_exchange_order_id(e, t, r.exchange_order_id, sizeof r.exchange_order_id);
             r.ts_ns = t->trade_ns;
             copy(r.trading_day, sizeof r.trading_day, engine_trading_day(e));
             r.journal_seq = f->cur_seq;
