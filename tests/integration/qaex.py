@@ -17,6 +17,17 @@ import time
 SERVER = os.environ.get("QAEX_SERVER", "")
 
 
+def write_token_config(directory, secret, admin_password=None):
+    """An exchange.toml for token mode (tokens enforced, fast password hashing); its path."""
+    path = os.path.join(directory, "auth.toml")
+    with open(path, "w") as f:
+        f.write('[server]\nenvironment = "development"\n'
+                '[auth]\nopen_mode = false\npassword_cost = "fast"\n'
+                + (f'admin_password = "{admin_password}"\n' if admin_password else "")
+                + f'token_secret = "{secret}"\ntoken_ttl_secs = 600\n')
+    return path
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

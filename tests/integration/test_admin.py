@@ -17,7 +17,7 @@ import tempfile
 import time
 import unittest
 
-from qaex import Server
+from qaex import Server, write_token_config
 
 CENT = 0.005
 SECRET = "admin-test-token-secret-0123456789abcdef"
@@ -25,12 +25,7 @@ ADMIN = ("admin", "admin123")
 
 
 def write_config(directory, secret=SECRET):
-    path = os.path.join(directory, "auth.toml")
-    with open(path, "w") as f:
-        f.write('[server]\nenvironment = "development"\n'
-                '[auth]\nopen_mode = false\npassword_cost = "fast"\n'
-                f'token_secret = "{secret}"\ntoken_ttl_secs = 600\n')
-    return path
+    return write_token_config(directory, secret)
 
 
 def commission(price, volume, multiplier, rate, per_lot):

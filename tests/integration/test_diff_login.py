@@ -19,6 +19,7 @@ import tempfile
 import time
 import unittest
 
+from qaex import write_token_config
 from test_diff import Diff, Server
 
 SECRET = "diff-login-test-secret-0123456789abcdefgh"
@@ -30,13 +31,7 @@ BURST = 40
 
 
 def write_config(directory):
-    path = os.path.join(directory, "auth.toml")
-    with open(path, "w") as f:
-        f.write('[server]\nenvironment = "development"\n'
-                '[auth]\nopen_mode = false\npassword_cost = "fast"\n'
-                f'admin_password = "{ADMIN_PASSWORD}"\n'
-                f'token_secret = "{SECRET}"\ntoken_ttl_secs = 600\n')
-    return path
+    return write_token_config(directory, SECRET, ADMIN_PASSWORD)
 
 
 def frame(obj):

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import unittest
 
-from qaex import Server
+from qaex import Server, write_token_config
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 NOT_FOUND, NOT_ALLOWED, FORBIDDEN = 9007, 9010, 9006
@@ -270,13 +270,7 @@ class OpenModeTest(MethodsCase):
 
 
 def write_config(directory):
-    path = os.path.join(directory, "auth.toml")
-    with open(path, "w") as f:
-        f.write('[server]\nenvironment = "development"\n'
-                '[auth]\nopen_mode = false\npassword_cost = "fast"\n'
-                'token_secret = "methods-test-token-secret-0123456789abcdef"\n'
-                'token_ttl_secs = 600\n')
-    return path
+    return write_token_config(directory, "methods-test-token-secret-0123456789abcdef")
 
 
 class TokenModeTest(MethodsCase):

@@ -27,7 +27,7 @@ import tempfile
 import time
 import unittest
 
-from qaex import Server
+from qaex import Server, write_token_config
 
 SECRET = "security-test-secret-0123456789abcdefghij"
 OTHER_SECRET = "another-secret-entirely-9876543210zyxwvu"
@@ -151,13 +151,7 @@ def mint(claims, secret=SECRET, header=None, sign=True):
 
 
 def write_config(directory, secret=SECRET):
-    path = os.path.join(directory, "auth.toml")
-    with open(path, "w") as f:
-        f.write('[server]\nenvironment = "development"\n'
-                '[auth]\nopen_mode = false\npassword_cost = "fast"\n'
-                f'admin_password = "{ADMIN_PASSWORD}"\n'
-                f'token_secret = "{secret}"\ntoken_ttl_secs = 600\n')
-    return path
+    return write_token_config(directory, secret, ADMIN_PASSWORD)
 
 
 def bearer(token):
