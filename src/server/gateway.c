@@ -1531,17 +1531,18 @@ static void monitor_system(gateway *g, session *s) {
     int64_t uptime_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec - process_start_ns;
     double load[3] = {0, 0, 0};
     if (getloadavg(load, 3) < 0) load[0] = load[1] = load[2] = 0;
-    respond_json(
-        s, 200,
-        codec_envelope_ok(json_pack(
-            "{s:s, s:i, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i, s:I, s:[f,f,f], s:b}", "version",
-            QAEX_VERSION, "pid", (int)getpid(), "uptime", (json_int_t)(uptime_ns / 1000000000LL),
-            "memory_rss_bytes", (json_int_t)rss_pages * sysconf(_SC_PAGESIZE), "cpu_seconds", cpu,
-            "cpu_usage", uptime_ns > 0 ? 100.0 * cpu / ((double)uptime_ns / 1e9) : 0.0,
-            "connections", (int)(g->n_conns - g->n_free), "websocket_sessions", g->ws_sessions,
-            "cpu_count", (int)sysconf(_SC_NPROCESSORS_ONLN), "market_subscriptions",
-            g->market_subscriptions, "push_topics", (json_int_t)g->n_topics, "load_average",
-            load[0], load[1], load[2], "open_mode", g->cfg.open_mode)));
+    respond_json(s, 200,
+                 codec_envelope_ok(json_pack(
+                     "{s:s, s:i, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i, s:I, s:i, s:[f,f,f], s:b}",
+                     "version", QAEX_VERSION, "pid", (int)getpid(), "uptime",
+                     (json_int_t)(uptime_ns / 1000000000LL), "memory_rss_bytes",
+                     (json_int_t)rss_pages * sysconf(_SC_PAGESIZE), "cpu_seconds", cpu, "cpu_usage",
+                     uptime_ns > 0 ? 100.0 * cpu / ((double)uptime_ns / 1e9) : 0.0, "connections",
+                     (int)(g->n_conns - g->n_free), "websocket_sessions", g->ws_sessions,
+                     "cpu_count", (int)sysconf(_SC_NPROCESSORS_ONLN), "market_subscriptions",
+                     g->market_subscriptions, "push_topics", (json_int_t)g->n_topics,
+                     "diff_watched_accounts", (int)service_diff_watched(g->svc), "load_average",
+                     load[0], load[1], load[2], "open_mode", g->cfg.open_mode)));
 }
 
 static void admin_action(session *s, request *rq) {
@@ -2990,6 +2991,15 @@ static void release_reply(gateway *g, reply *r) {
             diff_take_reply(g, s, r);
         else if (s && r->kind == REPLY_WS)
             session_send_text(s, r->body);
+        else if (s == NULL && r->kind == REPLY_WS && r->route == ROUTE_DIFF_LOGIN &&
+                 r->status == 200 && !g->closing) {
+            /* the session closed while its login was checked: nobody watches the account */
+            request rq;
+            memset(&rq, 0, sizeof rq);
+            rq.route = ROUTE_DIFF_LOGOUT;
+            copy_id(rq.key, sizeof rq.key, r->topic);
+            service_submit(g->svc, &rq);
+        }
     }
     free(r->body);
 }

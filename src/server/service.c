@@ -39,6 +39,7 @@ struct service {
     uint32_t *diff_watch;
     uint32_t cap_diff_watch;
     uint32_t *diff_watched, n_diff_watched;
+    atomic_uint diff_watched_pub; /* n_diff_watched, for /monitoring/system */
     /* DIFF patches of the command being applied, per account id: one push each at the end */
     json_t *diff_accounts;
     json_t *diff_quotes_sent; /* per instrument, the quote DIFF sessions were last sent */
@@ -103,6 +104,9 @@ static void send_body(service *s, const request *rq, reply_kind kind, int status
                .status = status,
                .body = body,
                .len = len};
+    /* the account a DIFF login opened: if its session is gone when this arrives, the gateway
+     * tells the engine to stop watching it */
+    if (rq->route == ROUTE_DIFF_LOGIN) snprintf(r.topic, sizeof r.topic, "%s", rq->key);
     if (r.body == NULL) {
         static const char oom[] = "{\"success\":false,\"data\":null,\"error\":{\"code\":5003,"
                                   "\"message\":\"could not encode the response\"}}";
@@ -264,6 +268,7 @@ static int diff_watch(service *s, uint32_t slot, int delta) {
                 s->diff_watched[i] = s->diff_watched[--s->n_diff_watched];
                 break;
             }
+    atomic_store_explicit(&s->diff_watched_pub, s->n_diff_watched, memory_order_relaxed);
     return 0;
 }
 
@@ -1493,6 +1498,10 @@ bool service_poll(service *s, reply *out) {
 
 void service_clear_wake(service *s) {
     atomic_store(&s->wake_pending, 0);
+}
+
+uint32_t service_diff_watched(service *s) {
+    return atomic_load_explicit(&s->diff_watched_pub, memory_order_relaxed);
 }
 
 uint64_t service_durable_seq(const service *s) {

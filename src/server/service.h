@@ -190,6 +190,9 @@ void service_clear_wake(service *s);
 /* Replies with seq up to this may be released (any thread). */
 uint64_t service_durable_seq(const service *s);
 
+/* Accounts that DIFF sessions are logged in to (the engine builds their patches). Any thread. */
+uint32_t service_diff_watched(service *s);
+
 /* How many WebSocket sessions exist: no pushes are encoded while it is zero. */
 void service_set_push_listeners(service *s, int n);
 /* How many instrument subscriptions exist: no market push is encoded while it is zero. */

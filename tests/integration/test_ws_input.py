@@ -206,6 +206,36 @@ class OpenModeTest(unittest.TestCase):
         leaked = [m for m in spy.drain(0.8) if "nsvictim" in json.dumps(m)]
         self.assertEqual(leaked, [])
 
+    def test_diff_login_closed_before_its_answer_watches_nothing(self):
+        """A DIFF session that closes while its login is being checked: when the engine's yes
+        arrives there is nobody to tell, and the engine must stop building that account's
+        patches (/monitoring/system diff_watched_accounts goes back to 0)."""
+        status, body = self.srv.post("/api/account/open", {"user_id": "dwatch",
+                                                            "init_cash": 1000000})
+        self.assertEqual(status, 200, body)
+        login = json.dumps({"aid": "req_login", "bid": "qaexchange", "user_name": "dwatch",
+                            "password": "x"}).encode()
+        self.assertLess(len(login), 126)  # one short masked text frame
+        mask = os.urandom(4)
+        frame = (bytes([0x81, 0x80 | len(login)]) + mask
+                 + bytes(b ^ mask[k % 4] for k, b in enumerate(login)))
+        for _ in range(30):  # the login and the end of the connection in one write
+            ws = self.connect("/ws/diff")
+            ws.sock.sendall(frame + bytes([0x88, 0x80]) + os.urandom(4))
+            ws.sock.close()
+        deadline = time.monotonic() + 5
+        while get(self.srv, "/monitoring/system")["diff_watched_accounts"] != 0:
+            self.assertLess(time.monotonic(), deadline, "the engine still watches dwatch")
+            time.sleep(0.05)
+        # a login that stays is watched, and unwatched when it closes
+        ws = self.connect("/ws/diff")
+        ws.sock.sendall(frame)
+        deadline = time.monotonic() + 5
+        while get(self.srv, "/monitoring/system")["diff_watched_accounts"] != 1:
+            self.assertLess(time.monotonic(), deadline, "a live login is not watched")
+            time.sleep(0.05)
+        ws.close()
+
     def test_diff_topics_go_with_their_last_member(self):
         self.assertEqual(self.wait_topics(0), 0)
         ws = self.connect("/ws/diff")
