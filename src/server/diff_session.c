@@ -13,7 +13,8 @@ int diff_session_init(diff_session *d) {
     memset(d, 0, sizeof *d);
     d->owed = json_object();
     d->notifies = json_object();
-    if (d->owed == NULL || d->notifies == NULL) {
+    d->forgotten = json_object();
+    if (d->owed == NULL || d->notifies == NULL || d->forgotten == NULL) {
         diff_session_free(d);
         return -1;
     }
@@ -23,7 +24,8 @@ int diff_session_init(diff_session *d) {
 void diff_session_free(diff_session *d) {
     json_decref(d->owed);
     json_decref(d->notifies);
-    d->owed = d->notifies = NULL;
+    json_decref(d->forgotten);
+    d->owed = d->notifies = d->forgotten = NULL;
 }
 
 /* Folds patch into *target, replacing the reference when the root changes. */
@@ -111,17 +113,30 @@ int diff_session_notify(diff_session *d, const char *level, int code, const char
     return 0;
 }
 
+int diff_session_forget_trade(diff_session *d, const char *user_key) {
+    json_object_del(json_object_get(d->owed, "trade"), user_key);
+    return json_object_set_new(d->forgotten, user_key, json_null());
+}
+
+static bool nothing_owed(const diff_session *d) {
+    return json_object_size(d->owed) == 0 && json_object_size(d->notifies) == 0 &&
+           json_object_size(d->forgotten) == 0;
+}
+
 bool diff_session_idle(const diff_session *d) {
-    return d->peek_waiting && json_object_size(d->owed) == 0 && json_object_size(d->notifies) == 0;
+    return d->peek_waiting && nothing_owed(d);
 }
 
 bool diff_session_ready(const diff_session *d) {
-    return d->peek_waiting && (json_object_size(d->owed) > 0 || json_object_size(d->notifies) > 0);
+    return d->peek_waiting && !nothing_owed(d);
 }
 
 char *diff_session_take(diff_session *d, size_t *len) {
     json_t *data = json_array();
     if (data == NULL) return NULL;
+    /* a merge patch cannot both drop trade.<old> and be folded into: the drop goes first */
+    if (json_object_size(d->forgotten) > 0)
+        json_array_append_new(data, json_pack("{s:O}", "trade", d->forgotten));
     if (json_object_size(d->owed) > 0) json_array_append(data, d->owed);
     /* a notify travels in an element of its own: clients drop an element holding one whole */
     if (json_object_size(d->notifies) > 0)
@@ -130,17 +145,20 @@ char *diff_session_take(diff_session *d, size_t *len) {
     char *text = msg ? json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(msg);
     if (text == NULL) return NULL;
-    json_t *owed = json_object(), *notifies = json_object();
-    if (owed == NULL || notifies == NULL) {
+    json_t *owed = json_object(), *notifies = json_object(), *forgotten = json_object();
+    if (owed == NULL || notifies == NULL || forgotten == NULL) {
         json_decref(owed);
         json_decref(notifies);
+        json_decref(forgotten);
         free(text);
         return NULL;
     }
     json_decref(d->owed);
     json_decref(d->notifies);
+    json_decref(d->forgotten);
     d->owed = owed;
     d->notifies = notifies;
+    d->forgotten = forgotten;
     d->peek_waiting = false;
     *len = strlen(text);
     return text;

@@ -29,8 +29,9 @@ typedef struct diff_chart {
 } diff_chart;
 
 typedef struct diff_session {
-    json_t *owed;     /* merge patch not yet sent (an object) */
-    json_t *notifies; /* notify.<id> not yet sent (an object) */
+    json_t *owed;      /* merge patch not yet sent (an object) */
+    json_t *notifies;  /* notify.<id> not yet sent (an object) */
+    json_t *forgotten; /* trade.<key> the client must drop: {key: null, ...}, sent first */
     bool peek_waiting;
     /* login_pending: a req_login is being checked (password, token, the engine's ownership
      * check). Until the engine accepts it nothing of its account reaches the session, and the
@@ -54,6 +55,10 @@ void diff_session_free(diff_session *d);
  * Returns -1 when out of memory (the session should then be closed: it can no longer
  * converge). */
 int diff_session_merge(diff_session *d, const json_t *patch);
+
+/* The client must drop trade.<user_key> (the session logged in to another account): the next
+ * rtn_data deletes it first, and nothing still owed under it is sent. -1 when out of memory. */
+int diff_session_forget_trade(diff_session *d, const char *user_key);
 /* Folds a patch of one account's subtree, under trade.<user_key>. */
 int diff_session_merge_trade(diff_session *d, const json_t *account_patch);
 /* Folds klines.<ins>.<duration> members of a patch only for the periods this session charts,

@@ -2569,6 +2569,10 @@ static void diff_login_answer(gateway *g, session *s, const json_t *patch, int s
         diff_login_clear(s); /* the refusal's notify is merged with the rest of the reply */
         return;
     }
+    /* another account's tree, sent under the old name, goes from the client */
+    if (d->logged_in && strcmp(d->user_key, d->pending_key) != 0 &&
+        diff_session_forget_trade(d, d->user_key) != 0)
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
     diff_logout(g, s); /* the previous login, if any, ends only now that this one stands */
     copy_id(d->user_key, sizeof d->user_key, d->pending_key);
     copy_id(d->account_id, sizeof d->account_id, d->pending_account);

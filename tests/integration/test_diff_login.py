@@ -188,6 +188,22 @@ class DiffLoginTest(unittest.TestCase):
         self.assertEqual([n["code"] for n in notes], [1000], notes)
         self.assert_still_trading(alice, self.accounts["alice"])
 
+    def test_switching_accounts_drops_the_old_one(self):
+        """alice has two accounts; a login to the second takes trade.<first> out of her
+        mirror, so it does not look like a live account any more."""
+        st, body = self.srv.post("/api/account/open", {"init_cash": 1_000_000},
+                                 headers=self.bearer("alice"))
+        self.assertEqual(st, 200, body)
+        second = body["data"]["account_id"]
+        alice = self.logged_in("alice")
+        first = self.accounts["alice"]
+        self.assertIn(first, alice.tree.get("trade", {}))
+        alice.send(login_msg(second, self.tokens["alice"]))
+        notes, _ = self.until_notify(alice)
+        self.assertEqual([n["code"] for n in notes], [1000], notes)
+        self.assertIn(second, alice.tree["trade"])
+        self.assertNotIn(first, alice.tree["trade"])
+
     # ---- (3) one login at a time ----
 
     def test_second_login_while_one_is_checked_is_refused(self):

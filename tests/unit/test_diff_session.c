@@ -144,6 +144,34 @@ static void test_trade_needs_login(void) {
     diff_session_free(&d);
 }
 
+/* A switch to another account drops the old trade.<key> from the client: first in the next
+ * rtn_data, with nothing still owed under it, and before whatever the new login brings. */
+static void test_switch_forgets_the_old_account(void) {
+    diff_session d;
+    CHECK_INT(diff_session_init(&d), 0);
+    merge_text(&d, "{\"trade\":{\"old\":{\"accounts\":{\"CNY\":{\"balance\":1}}}}}");
+    CHECK_INT(diff_session_forget_trade(&d, "old"), 0);
+    merge_text(&d, "{\"trade\":{\"new\":{\"accounts\":{\"CNY\":{\"balance\":2}}}}}");
+    d.peek_waiting = true;
+    CHECK(diff_session_ready(&d));
+    json_t *data = take_data(&d);
+    CHECK_INT(json_array_size(data), 2);
+    json_t *drop = parse("{\"trade\":{\"old\":null}}");
+    CHECK(json_equal(json_array_get(data, 0), drop));
+    json_t *rest = parse("{\"trade\":{\"new\":{\"accounts\":{\"CNY\":{\"balance\":2}}}}}");
+    CHECK(json_equal(json_array_get(data, 1), rest));
+    json_decref(drop);
+    json_decref(rest);
+    json_decref(data);
+    /* sent once: the next peek owes nothing */
+    d.peek_waiting = true;
+    CHECK(!diff_session_ready(&d));
+    /* a forget alone is worth a message */
+    CHECK_INT(diff_session_forget_trade(&d, "new"), 0);
+    CHECK(diff_session_ready(&d));
+    diff_session_free(&d);
+}
+
 static void test_klines_only_charted_periods(void) {
     diff_session d;
     CHECK_INT(diff_session_init(&d), 0);
@@ -296,6 +324,7 @@ int main(void) {
     RUN_TEST(test_notify_apart);
     RUN_TEST(test_never_peeking_is_bounded);
     RUN_TEST(test_trade_needs_login);
+    RUN_TEST(test_switch_forgets_the_old_account);
     RUN_TEST(test_klines_only_charted_periods);
     RUN_TEST(test_parse_messages);
     return CHECK_REPORT();
