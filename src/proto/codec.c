@@ -126,6 +126,17 @@ json_t *codec_position(const engine *e, const position *pos) {
     return jb_done(&b);
 }
 
+/* The account, instrument and side an order or a trade belongs to, as both carry them. */
+static void put_who_and_what(json_builder *b, const char *acc_id, const instrument *ins,
+                             direction d, offset o) {
+    jb_str(b, "account_id", acc_id);
+    jb_str(b, "user_id", acc_id);
+    jb_str(b, "instrument_id", ins ? ins->spec.instrument_id : "");
+    jb_str(b, "exchange_id", ins ? ins->spec.exchange : "");
+    jb_str(b, "direction", direction_name(d));
+    jb_str(b, "offset", offset_name(o));
+}
+
 static void put_order_fields(json_builder *b, const engine *e, const order *ord) {
     const instrument *ins = engine_instrument_of(e, ord->instrument);
     const char *acc_id = account_id_of(e, ord->account);
@@ -134,12 +145,7 @@ static void put_order_fields(json_builder *b, const engine *e, const order *ord)
     jb_str(b, "order_id", ord->order_id);
     jb_str(b, "exchange_order_id", exchange_order_id);
     jb_int(b, "seqno", (int64_t)ord->seq);
-    jb_str(b, "account_id", acc_id);
-    jb_str(b, "user_id", acc_id);
-    jb_str(b, "instrument_id", ins ? ins->spec.instrument_id : "");
-    jb_str(b, "exchange_id", ins ? ins->spec.exchange : "");
-    jb_str(b, "direction", direction_name(ord->direction));
-    jb_str(b, "offset", offset_name(ord->offset));
+    put_who_and_what(b, acc_id, ins, ord->direction, ord->offset);
     jb_str(b, "price_type", price_type_name(ord->price_type));
     jb_str(b, "order_type", ord->price_type == PRICE_ANY ? "MARKET" : "LIMIT");
     jb_real(b, "limit_price", ord->limit_price);
@@ -186,12 +192,7 @@ static void put_trade_fields(json_builder *b, const engine *e, const trade *trd)
     jb_str(b, "order_id", trd->order_id);
     jb_str(b, "exchange_order_id", exchange_order_id);
     jb_str(b, "exchange_trade_id", match_id);
-    jb_str(b, "account_id", acc_id);
-    jb_str(b, "user_id", acc_id);
-    jb_str(b, "instrument_id", ins ? ins->spec.instrument_id : "");
-    jb_str(b, "exchange_id", ins ? ins->spec.exchange : "");
-    jb_str(b, "direction", direction_name(trd->direction));
-    jb_str(b, "offset", offset_name(trd->offset));
+    put_who_and_what(b, acc_id, ins, trd->direction, trd->offset);
     jb_real(b, "price", trd->price);
     jb_int(b, "volume", trd->volume);
     jb_real(b, "commission", trd->commission);

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import tempfile
 import time
+import unittest
 
 SERVER = os.environ.get("QAEX_SERVER", "")
 
@@ -214,3 +215,15 @@ class WebSocket:
             self.sock.close()
         except OSError:
             pass
+
+
+class ServerTest(unittest.TestCase):
+    """One server with embedded defaults for the whole class, as self.srv / cls.srv."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.close()

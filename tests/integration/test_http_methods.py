@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import unittest
 
-from qaex import Server, write_token_config
+from qaex import Server, ServerTest, write_token_config
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 NOT_FOUND, NOT_ALLOWED, FORBIDDEN = 9007, 9010, 9006
@@ -138,16 +138,8 @@ class MethodsCase(unittest.TestCase):
         return out["data"]
 
 
-class OpenModeTest(MethodsCase):
+class OpenModeTest(ServerTest, MethodsCase):
     """Open mode (no tokens): every route's wrong methods, unknown paths, and no state change."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.close()
 
     def test_every_route_answers_405_for_other_methods(self):
         for path, allowed in all_routes():

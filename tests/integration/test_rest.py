@@ -2,7 +2,7 @@
 import socket
 import unittest
 
-from qaex import Server
+from qaex import Server, ServerTest
 
 
 def raw_http(port, data, timeout=5.0):
@@ -40,15 +40,7 @@ def err(test, status_body, code, status):
     return body["error"]["message"]
 
 
-class RestTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.close()
-
+class RestTest(ServerTest):
     def open(self, user, cash=1000000):
         return ok(self, self.srv.post("/api/account/open", {
             "user_id": user, "user_name": user, "init_cash": cash,

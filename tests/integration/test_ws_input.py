@@ -18,7 +18,7 @@ import tempfile
 import time
 import unittest
 
-from qaex import Server
+from qaex import Server, ServerTest
 from trading import Client, get
 
 MAX_WS_MESSAGE = 64 * 1024
@@ -40,15 +40,7 @@ def send_fragments(ws, parts):
         ws.sock.sendall(head + mask + bytes(b ^ mask[k % 4] for k, b in enumerate(payload)))
 
 
-class OpenModeTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.close()
-
+class OpenModeTest(ServerTest):
     def connect(self, path="/ws"):
         ws = Client(self.srv.port, path)
         self.addCleanup(ws.close)
