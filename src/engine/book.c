@@ -35,6 +35,12 @@ static int32_t scan_up(const uint64_t *bits, uint32_t n_words, int32_t from) {
     }
 }
 
+/* The lowest occupied sell level at or above `from`, which may be one past the band. */
+static int32_t scan_up_from(const book *b, int32_t from) {
+    if ((uint32_t)from >= b->n_levels) return BOOK_NO_LEVEL;
+    return scan_up(b->occupied[DIR_SELL], b->n_words, from);
+}
+
 static int alloc_arrays(book *b, uint32_t n_levels) {
     uint32_t n_words = (n_levels + 63) / 64;
     memset(b->levels, 0, sizeof b->levels);
@@ -51,6 +57,7 @@ static int alloc_arrays(book *b, uint32_t n_levels) {
     }
     b->n_levels = n_levels;
     b->n_words = n_words;
+    b->best[DIR_BUY] = b->best[DIR_SELL] = BOOK_NO_LEVEL;
     return 0;
 }
 
@@ -93,6 +100,8 @@ int book_rebase(book *b, int64_t low_tick, int64_t high_tick) {
             set_bit(fresh.occupied[s], j);
         }
         fresh.order_count[s] = b->order_count[s];
+        if (b->best[s] != BOOK_NO_LEVEL)
+            fresh.best[s] = (int32_t)(b->base_tick + b->best[s] - low_tick);
     }
     book_free(b);
     *b = fresh;
@@ -114,6 +123,9 @@ void book_insert(book *b, order *pool, uint32_t slot) {
     lv->count++;
     set_bit(b->occupied[o->direction], i);
     b->order_count[o->direction]++;
+    int32_t best = b->best[o->direction];
+    if (best == BOOK_NO_LEVEL || (o->direction == DIR_BUY ? (int32_t)i > best : (int32_t)i < best))
+        b->best[o->direction] = (int32_t)i;
     o->in_book = true;
 }
 
@@ -131,7 +143,14 @@ void book_remove(book *b, order *pool, uint32_t slot) {
         lv->tail = o->level_prev;
     lv->volume -= o->volume_left;
     lv->count--;
-    if (lv->count == 0) clear_bit(b->occupied[o->direction], i);
+    if (lv->count == 0) {
+        clear_bit(b->occupied[o->direction], i);
+        /* the best level emptied: the next one is near, so the scan from it is short */
+        if ((int32_t)i == b->best[o->direction])
+            b->best[o->direction] = o->direction == DIR_BUY
+                                        ? scan_down(b->occupied[DIR_BUY], (int32_t)i - 1)
+                                        : scan_up_from(b, (int32_t)i + 1);
+    }
     b->order_count[o->direction]--;
     o->level_prev = o->level_next = SLOT_NONE;
     o->in_book = false;
@@ -141,16 +160,9 @@ void book_reduce(book *b, const order *o, int64_t volume) {
     b->levels[o->direction][o->price_tick - b->base_tick].volume -= volume;
 }
 
-int32_t book_best(const book *b, direction side) {
-    if (b->order_count[side] == 0) return BOOK_NO_LEVEL;
-    return side == DIR_BUY ? scan_down(b->occupied[side], (int32_t)b->n_levels - 1)
-                           : scan_up(b->occupied[side], b->n_words, 0);
-}
-
 int32_t book_next_worse(const book *b, direction side, int32_t level) {
     if (side == DIR_BUY) return scan_down(b->occupied[side], level - 1);
-    if ((uint32_t)level + 1 >= b->n_levels) return BOOK_NO_LEVEL;
-    return scan_up(b->occupied[side], b->n_words, level + 1);
+    return scan_up_from(b, level + 1);
 }
 
 int book_depth(const book *b, direction side, int n, int64_t *ticks, int64_t *volumes) {

@@ -24,6 +24,9 @@ typedef struct book {
     book_level *levels[2]; /* indexed by direction */
     uint64_t *occupied[2];
     uint32_t order_count[2];
+    /* the best non-empty level of each side, kept up to date by insert and remove: the scans
+     * from the band edge it replaces walked dozens of bitmap words for every incoming order */
+    int32_t best[2];
 } book;
 
 #define BOOK_NO_LEVEL (-1)
@@ -41,7 +44,9 @@ void book_remove(book *b, order *pool, uint32_t slot);
 void book_reduce(book *b, const order *o, int64_t volume);
 
 /* Levels: the best of a side, then successively worse ones; BOOK_NO_LEVEL past the end. */
-int32_t book_best(const book *b, direction side);
+static inline int32_t book_best(const book *b, direction side) {
+    return b->best[side];
+}
 int32_t book_next_worse(const book *b, direction side, int32_t level);
 static inline int64_t book_level_tick(const book *b, int32_t level) {
     return b->base_tick + level;
