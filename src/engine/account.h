@@ -40,16 +40,16 @@ typedef struct position_view {
     double margin;
 } position_view;
 
+/* Six cache lines, and the pool starts on a line (engine_reserve_accounts): a lookup reads line
+ * 0 (the id), an order or a fill lines 1 and 2 (the money and the lists); the rest is cold. */
 typedef struct account {
+    /* line 0 */
     char account_id[QAEX_ID_LEN];
-    char user_id[QAEX_ID_LEN]; /* the owner: portfolio_cookie */
-    char account_name[QAEX_NAME_LEN];
+    /* lines 1 and 2 */
     double pre_balance;
     double deposit, withdraw;
     double close_profit, commission, premium;
     double frozen_margin, frozen_commission, frozen_premium;
-    bool frozen; /* operator freeze: no new orders, no withdrawals */
-    int64_t created_ns;
     /* positions: slots in the engine's position pool, in the order they were opened */
     uint32_t *positions;
     uint32_t n_positions, cap_positions;
@@ -58,7 +58,15 @@ typedef struct account {
     uint32_t finished_head, finished_tail, finished_count;
     /* trades retained in memory, oldest first */
     uint32_t trades_head, trades_tail, trades_count;
+    bool frozen; /* operator freeze: no new orders, no withdrawals */
+    /* lines 3 to 5 */
+    char user_id[QAEX_ID_LEN]; /* the owner: portfolio_cookie */
+    char account_name[QAEX_NAME_LEN];
+    int64_t created_ns;
+    char pad_to_a_line_[56];
 } account;
+
+_Static_assert(sizeof(account) % 64 == 0, "an account is whole cache lines");
 
 /* The QIFI account figures derived from stored fields and positions. */
 typedef struct account_view {

@@ -71,9 +71,34 @@ int grow_array(void **array, uint32_t *cap, uint32_t need, size_t elem) {
     return 0;
 }
 
+/* A pool whose records start on cache lines, so that none straddles one more line than its size
+ * needs. realloc keeps the contents but not their alignment: when the first line of the new
+ * block lies at another offset, the `used` records move there. */
+static int grow_array_lines(void **raw, void **lines, uint32_t *cap, uint32_t need, size_t elem,
+                            uint32_t used) {
+    enum { LINE = 64 };
+    if (need <= *cap) return 0;
+    uint32_t n = *cap ? *cap : 16;
+    while (n < need) {
+        if (n > UINT32_MAX / 2) return -1;
+        n *= 2;
+    }
+    size_t old_shift = *raw ? (size_t)((char *)*lines - (char *)*raw) : 0;
+    char *p = realloc(*raw, (size_t)n * elem + LINE);
+    if (p == NULL) return -1;
+    size_t shift = (size_t)(-(uintptr_t)p & (LINE - 1));
+    if (shift != old_shift) memmove(p + shift, p + old_shift, (size_t)used * elem);
+    *raw = p;
+    *lines = p + shift;
+    *cap = n;
+    return 0;
+}
+
 int engine_reserve_accounts(engine *e, uint32_t n) {
     uint32_t cap = e->cap_accounts;
-    if (grow_array((void **)&e->accounts, &cap, n, sizeof(account)) != 0) return -1;
+    if (grow_array_lines(&e->accounts_raw, (void **)&e->accounts, &cap, n, sizeof(account),
+                         e->n_accounts) != 0)
+        return -1;
     uint32_t cap2 = e->cap_accounts;
     if (grow_array((void **)&e->account_epoch, &cap2, n, sizeof(uint64_t)) != 0) return -1;
     uint32_t cap3 = e->cap_accounts;
@@ -107,7 +132,8 @@ uint32_t engine_alloc_order(engine *e) {
         e->order_free = e->orders[slot].account_next;
     } else {
         if (e->order_fresh == e->cap_orders &&
-            grow_array((void **)&e->orders, &e->cap_orders, e->order_fresh + 1, sizeof(order)) != 0)
+            grow_array_lines(&e->orders_raw, (void **)&e->orders, &e->cap_orders,
+                             e->order_fresh + 1, sizeof(order), e->order_fresh) != 0)
             return SLOT_NONE;
         slot = e->order_fresh++;
     }
@@ -371,11 +397,10 @@ void engine_forget_trade(engine *e, uint32_t slot) {
 static void evict_oldest_finished(engine *e, account *a) {
     uint32_t slot = a->finished_head;
     order *o = &e->orders[slot];
+    /* the finished list is walked forwards only: its back links are not kept up (the next
+     * order's would be a write to a line nothing else needs now) */
     a->finished_head = o->account_next;
-    if (a->finished_head != SLOT_NONE)
-        e->orders[a->finished_head].account_prev = SLOT_NONE;
-    else
-        a->finished_tail = SLOT_NONE;
+    if (a->finished_head == SLOT_NONE) a->finished_tail = SLOT_NONE;
     a->finished_count--;
     engine_forget_order(e, slot);
 }
@@ -408,7 +433,7 @@ void engine_finish_order(engine *e, uint32_t slot) {
     }
     if (p->live_orders[DIR_BUY] + p->live_orders[DIR_SELL] == 0) p->frozen_margin = 0;
 
-    o->account_prev = a->finished_tail;
+    o->account_prev = SLOT_NONE; /* (see evict_oldest_finished) */
     o->account_next = SLOT_NONE;
     if (a->finished_tail != SLOT_NONE)
         e->orders[a->finished_tail].account_next = slot;
@@ -734,9 +759,9 @@ void engine_destroy(engine *e) {
         free(e->settlements[i].rows);
     }
     free(e->instruments);
-    free(e->accounts);
+    free(e->accounts_raw);
     free(e->positions);
-    free(e->orders);
+    free(e->orders_raw);
     free(e->trades);
     free(e->settlements);
     free(e->transfers);

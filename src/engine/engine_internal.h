@@ -27,7 +27,8 @@ struct engine {
     uint32_t n_instruments, cap_instruments;
     idmap instrument_map; /* full id and alias, both */
 
-    account *accounts;
+    account *accounts;  /* the first cache line inside accounts_raw */
+    void *accounts_raw; /* the allocation */
     uint32_t n_accounts, cap_accounts;
     idmap account_map;
 
@@ -35,7 +36,8 @@ struct engine {
     uint32_t n_positions, cap_positions;
     idmap position_map; /* key: account << 32 | instrument */
 
-    order *orders;
+    order *orders;    /* the first cache line inside orders_raw */
+    void *orders_raw; /* the allocation */
     uint32_t cap_orders, orders_in_use;
     uint32_t order_free;  /* released slots: a list through account_next */
     uint32_t order_fresh; /* slots from here to cap_orders were never used (nor touched) */

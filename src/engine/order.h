@@ -10,9 +10,15 @@
 
 #define SLOT_NONE UINT32_MAX
 
-/* Fields are laid out by use: the first cache line holds what matching reads for a resting
- * order, the second what a fill or a finish changes; ids and text come last. */
+/* Room for a cancel or refusal reason ("IOC remainder of 5 lots cancelled"); longer text is cut. */
+#define ORDER_MSG_LEN 48
+
+/* Exactly four cache lines, and the pool starts on a line (engine_alloc_order), so an order
+ * costs four misses at most. Fields are laid out by use: line 0 is what matching and the book
+ * read, line 1 what a fill, a finish or an eviction changes, line 2 the rest of the record and
+ * line 3 the client's id. The enums are stored in a byte each (their types' values all fit). */
 typedef struct order {
+    /* line 0 */
     uint64_t seq;       /* global sequence: unique, and time priority in the book */
     int64_t price_tick; /* limit_price in ticks: the book level */
     int64_t volume_left;
@@ -21,30 +27,34 @@ typedef struct order {
     uint32_t instrument;
     uint32_t position;               /* the account's position slot in the instrument */
     uint32_t level_prev, level_next; /* links in the price level, while resting */
-    direction direction;
-    offset offset;
-    order_status status;
-    /* Still frozen for this order. Open orders freeze money; close orders freeze lots, today's
-     * and yesterday's kept apart so fills and cancels give back exactly what was taken. */
+    uint8_t direction;               /* direction */
+    uint8_t offset;                  /* offset */
+    uint8_t status;                  /* order_status */
+    uint8_t price_type;              /* price_type */
+    uint8_t time_condition;          /* time_condition */
+    uint8_t volume_condition;        /* volume_condition */
+    bool in_book;
+    uint32_t id_namespace; /* of the order-id index key (below: its hash) */
+    /* line 1. Still frozen for this order. Open orders freeze money; close orders freeze lots,
+     * today's and yesterday's kept apart so fills and cancels give back exactly what was taken. */
     double frozen_margin;
     double frozen_commission;
     int64_t frozen_today;
     int64_t frozen_his;
-    uint32_t account_prev, account_next; /* the account's live or finished list */
-    price_type price_type;
-    time_condition time_condition;
-    volume_condition volume_condition;
-    bool in_book;
+    uint32_t account_prev, account_next; /* the account's live list, or finished (next only) */
     /* the order-id index key, kept so removal never rehashes or re-parses the id */
-    uint32_t id_namespace;
     uint64_t id_hash;
     uint64_t exchange_seq; /* per-instrument sequence: exchange_order_id */
     int64_t volume_orign;
+    /* line 2 */
     int64_t insert_ns;
     int64_t update_ns;
+    char last_msg[ORDER_MSG_LEN];
+    /* line 3 */
     char order_id[QAEX_ID_LEN]; /* the client's id, or "O" + 20 digits of seq */
-    char last_msg[QAEX_NAME_LEN];
 } order;
+
+_Static_assert(sizeof(order) == 256, "an order is four cache lines");
 
 typedef struct trade {
     uint64_t seq;       /* trade_id: "T" + 20 digits */

@@ -499,6 +499,21 @@ static void get_str(source *s, char *out, size_t cap) {
 
 #define GET_STR(s, field) get_str((s), (field), sizeof(field))
 
+/* A text that is only informational and whose room shrank (an order's last_msg, 64 bytes before
+ * it was 48): a longer one from an older snapshot is cut, not refused. */
+static void get_str_cut(source *s, char *out, size_t cap) {
+    uint64_t n = get_u64(s);
+    if (s->failed || s->len - s->off < n) {
+        src_fail(s, "bad string");
+        out[0] = '\0';
+        return;
+    }
+    size_t keep = n < cap ? (size_t)n : cap - 1;
+    memcpy(out, s->p + s->off, keep);
+    out[keep] = '\0';
+    s->off += n;
+}
+
 static void get_spec(source *s, instrument_spec *sp) {
     memset(sp, 0, sizeof *sp);
     GET_STR(s, sp->instrument_id);
@@ -539,7 +554,7 @@ static void get_order(source *s, order *o, uint32_t n_instruments) {
     o->frozen_his = get_i64(s);
     o->insert_ns = get_i64(s);
     o->update_ns = get_i64(s);
-    GET_STR(s, o->last_msg);
+    get_str_cut(s, o->last_msg, sizeof o->last_msg);
     o->in_book = get_u32(s, 1, "in_book") != 0;
     o->level_prev = o->level_next = SLOT_NONE;
 }
@@ -574,7 +589,7 @@ static int load_order(engine *e, source *s, uint32_t aslot, bool live, uint32_t 
     account *a = &e->accounts[aslot];
     uint32_t *head = live ? &a->live_head : &a->finished_head;
     uint32_t *tail = live ? &a->live_tail : &a->finished_tail;
-    o->account_prev = *tail;
+    o->account_prev = live ? *tail : SLOT_NONE;
     o->account_next = SLOT_NONE;
     if (*tail != SLOT_NONE)
         e->orders[*tail].account_next = slot;
