@@ -254,6 +254,9 @@ static bool instrument_matches(const void *ctx, uint32_t slot) {
 
 uint32_t engine_find_instrument_slot(const engine *e, const char *id) {
     string_key k = {e, id};
+    /* a lookup cache only: the answer is the same with or without it */
+    if (e->recent_instrument < e->n_instruments && instrument_matches(&k, e->recent_instrument))
+        return e->recent_instrument;
     return idmap_find(&e->instrument_map, idmap_hash_str(0, id), instrument_matches, &k);
 }
 
@@ -738,6 +741,7 @@ engine *engine_create(const engine_config *cfg) {
     memcpy(e->trading_day, cfg->trading_day, sizeof e->trading_day);
     e->order_free = e->trade_free = SLOT_NONE;
     e->touched_instrument = SLOT_NONE;
+    e->recent_instrument = SLOT_NONE;
     e->next_close_ms = INT64_MAX;
     if (idmap_init(&e->instrument_map, 16) || idmap_init(&e->account_map, 1024) ||
         idmap_init(&e->position_map, 1024) || idmap_init(&e->order_map, 4096) ||

@@ -26,6 +26,7 @@ struct engine {
     instrument *instruments;
     uint32_t n_instruments, cap_instruments;
     idmap instrument_map; /* full id and alias, both */
+    uint32_t recent_instrument; /* the last one an order named: most orders name it again */
 
     account *accounts;  /* the first cache line inside accounts_raw */
     void *accounts_raw; /* the allocation */

@@ -319,6 +319,7 @@ int matching_insert(engine *e, const command *cmd, engine_result *r) {
     if (islot == SLOT_NONE)
         return engine_fail(r, ERR_INSTRUMENT_NOT_FOUND, "instrument not found: %s",
                            q->instrument_id);
+    e->recent_instrument = islot;
     instrument *ins = &e->instruments[islot];
     order_plan plan = {0};
     int rc = validate(e, a, ins, q, r);
