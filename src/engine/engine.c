@@ -371,6 +371,24 @@ int engine_fail(engine_result *r, int code, const char *fmt, ...) {
     return code;
 }
 
+/* ---- hints ---- */
+
+void engine_prefetch_account(const engine *e, uint32_t slot) {
+    const account *a = &e->accounts[slot];
+    engine_prefetch_bytes(&a->pre_balance,
+                          offsetof(account, user_id) - offsetof(account, pre_balance));
+}
+
+void engine_prefetch_finish(const engine *e, uint32_t order_slot) {
+    const order *o = &e->orders[order_slot];
+    const account *a = &e->accounts[o->account];
+    engine_prefetch_bytes(&e->positions[o->position], sizeof(position));
+    if (a->finished_tail != SLOT_NONE)
+        __builtin_prefetch(&e->orders[a->finished_tail].account_next, 1, 3);
+    if (a->finished_count >= e->cfg.finished_orders_per_account && a->finished_head != SLOT_NONE)
+        __builtin_prefetch(&e->orders[a->finished_head].account_next, 1, 3);
+}
+
 /* ---- orders leaving the live set ---- */
 
 static void list_unlink_live(engine *e, account *a, uint32_t slot) {

@@ -314,6 +314,9 @@ int matching_insert(engine *e, const command *cmd, engine_result *r) {
         return engine_fail(r, ERR_ACCOUNT_NOT_FOUND, "account not found: %s", q->account_id);
     r->account = aslot;
     account *a = &e->accounts[aslot];
+    engine_prefetch_account(e, aslot);
+    /* the slot the order will take, most often one just given back, cold but for one line */
+    if (e->order_free != SLOT_NONE) engine_prefetch_bytes(&e->orders[e->order_free], sizeof(order));
     if (a->frozen) return engine_fail(r, ERR_ACCOUNT_FROZEN, "account %s is frozen", a->account_id);
     uint32_t islot = engine_find_instrument_slot(e, q->instrument_id);
     if (islot == SLOT_NONE)
@@ -321,11 +324,12 @@ int matching_insert(engine *e, const command *cmd, engine_result *r) {
                            q->instrument_id);
     e->recent_instrument = islot;
     instrument *ins = &e->instruments[islot];
+    uint32_t pslot = engine_find_position_slot(e, aslot, islot);
+    const position *p = pslot == SLOT_NONE ? NULL : &e->positions[pslot];
+    if (p != NULL) engine_prefetch_bytes(p, sizeof *p);
     order_plan plan = {0};
     int rc = validate(e, a, ins, q, r);
     if (rc == QAEX_OK) rc = check_price(ins, q, &plan, r);
-    uint32_t pslot = engine_find_position_slot(e, aslot, islot);
-    const position *p = pslot == SLOT_NONE ? NULL : &e->positions[pslot];
     if (rc == QAEX_OK) rc = check_risk(e, a, ins, p, q, &plan, r);
     if (rc != QAEX_OK) return rc;
 
@@ -453,12 +457,23 @@ int matching_cancel(engine *e, const command *cmd, engine_result *r) {
         return engine_fail(r, ERR_ACCOUNT_NOT_FOUND, "account not found: %s",
                            cmd->u.cancel.account_id);
     r->account = aslot;
+    engine_prefetch_account(e, aslot);
     uint32_t slot = engine_find_order_slot(e, aslot, cmd->u.cancel.order_id);
     if (slot == SLOT_NONE)
         return engine_fail(r, ERR_ORDER_NOT_FOUND, "order not found: %s in account %s",
                            cmd->u.cancel.order_id, cmd->u.cancel.account_id);
     r->order = slot;
     const order *o = &e->orders[slot];
+    /* the rest of the order, and its neighbours in the book and in the account's live list */
+    engine_prefetch_bytes(&o->frozen_margin,
+                          offsetof(order, order_id) - offsetof(order, frozen_margin));
+    if (o->level_prev != SLOT_NONE) __builtin_prefetch(&e->orders[o->level_prev], 1, 3);
+    if (o->level_next != SLOT_NONE) __builtin_prefetch(&e->orders[o->level_next], 1, 3);
+    if (o->account_prev != SLOT_NONE)
+        __builtin_prefetch(&e->orders[o->account_prev].account_next, 1, 3);
+    if (o->account_next != SLOT_NONE)
+        __builtin_prefetch(&e->orders[o->account_next].account_next, 1, 3);
+    engine_prefetch_finish(e, slot);
     if (!order_status_alive(o->status))
         return engine_fail(r, ERR_ORDER_NOT_CANCELLABLE, "order %s is %s and cannot be cancelled",
                            o->order_id, order_status_name(o->status));
