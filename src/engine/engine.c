@@ -71,33 +71,25 @@ int grow_array(void **array, uint32_t *cap, uint32_t need, size_t elem) {
     return 0;
 }
 
-/* A pool whose records start on cache lines, so that none straddles one more line than its size
- * needs. realloc keeps the contents but not their alignment: when the first line of the new
- * block lies at another offset, the `used` records move there. */
-static int grow_array_lines(void **raw, void **lines, uint32_t *cap, uint32_t need, size_t elem,
-                            uint32_t used) {
-    enum { LINE = 64 };
+/* Grows a pool of records (pool_mem.h) by doubling to hold `need`, keeping the first `used`. */
+static int grow_pool(pool_mem *m, void **records, uint32_t *cap, uint32_t need, size_t elem,
+                     uint32_t used) {
     if (need <= *cap) return 0;
     uint32_t n = *cap ? *cap : 16;
     while (n < need) {
         if (n > UINT32_MAX / 2) return -1;
         n *= 2;
     }
-    size_t old_shift = *raw ? (size_t)((char *)*lines - (char *)*raw) : 0;
-    char *p = realloc(*raw, (size_t)n * elem + LINE);
-    if (p == NULL) return -1;
-    size_t shift = (size_t)(-(uintptr_t)p & (LINE - 1));
-    if (shift != old_shift) memmove(p + shift, p + old_shift, (size_t)used * elem);
-    *raw = p;
-    *lines = p + shift;
+    if (pool_mem_grow(m, (size_t)used * elem, (size_t)n * elem) != 0) return -1;
+    *records = m->lines;
     *cap = n;
     return 0;
 }
 
 int engine_reserve_accounts(engine *e, uint32_t n) {
     uint32_t cap = e->cap_accounts;
-    if (grow_array_lines(&e->accounts_raw, (void **)&e->accounts, &cap, n, sizeof(account),
-                         e->n_accounts) != 0)
+    if (grow_pool(&e->accounts_mem, (void **)&e->accounts, &cap, n, sizeof(account),
+                  e->n_accounts) != 0)
         return -1;
     uint32_t cap2 = e->cap_accounts;
     if (grow_array((void **)&e->account_epoch, &cap2, n, sizeof(uint64_t)) != 0) return -1;
@@ -132,8 +124,8 @@ uint32_t engine_alloc_order(engine *e) {
         e->order_free = e->orders[slot].account_next;
     } else {
         if (e->order_fresh == e->cap_orders &&
-            grow_array_lines(&e->orders_raw, (void **)&e->orders, &e->cap_orders,
-                             e->order_fresh + 1, sizeof(order), e->order_fresh) != 0)
+            grow_pool(&e->orders_mem, (void **)&e->orders, &e->cap_orders, e->order_fresh + 1,
+                      sizeof(order), e->order_fresh) != 0)
             return SLOT_NONE;
         slot = e->order_fresh++;
     }
@@ -154,7 +146,8 @@ uint32_t engine_alloc_trade(engine *e) {
         e->trade_free = e->trades[slot].account_next;
     } else {
         if (e->trade_fresh == e->cap_trades &&
-            grow_array((void **)&e->trades, &e->cap_trades, e->trade_fresh + 1, sizeof(trade)) != 0)
+            grow_pool(&e->trades_mem, (void **)&e->trades, &e->cap_trades, e->trade_fresh + 1,
+                      sizeof(trade), e->trade_fresh) != 0)
             return SLOT_NONE;
         slot = e->trade_fresh++;
     }
@@ -781,10 +774,10 @@ void engine_destroy(engine *e) {
         free(e->settlements[i].rows);
     }
     free(e->instruments);
-    free(e->accounts_raw);
+    pool_mem_free(&e->accounts_mem);
     free(e->positions);
-    free(e->orders_raw);
-    free(e->trades);
+    pool_mem_free(&e->orders_mem);
+    pool_mem_free(&e->trades_mem);
     free(e->settlements);
     free(e->transfers);
     free(e->account_epoch);

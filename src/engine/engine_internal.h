@@ -5,6 +5,7 @@
 
 #include "engine/engine.h"
 #include "engine/idmap.h"
+#include "engine/pool_mem.h"
 
 /* Namespace of server-assigned order ids in the order map: they are unique across accounts. */
 #define ORDER_NS_SERVER 0xFFFFFFFFu
@@ -28,8 +29,8 @@ struct engine {
     idmap instrument_map;       /* full id and alias, both */
     uint32_t recent_instrument; /* the last one an order named: most orders name it again */
 
-    account *accounts;  /* the first cache line inside accounts_raw */
-    void *accounts_raw; /* the allocation */
+    account *accounts; /* in accounts_mem */
+    pool_mem accounts_mem;
     uint32_t n_accounts, cap_accounts;
     idmap account_map;
 
@@ -37,14 +38,15 @@ struct engine {
     uint32_t n_positions, cap_positions;
     idmap position_map; /* key: account << 32 | instrument */
 
-    order *orders;    /* the first cache line inside orders_raw */
-    void *orders_raw; /* the allocation */
+    order *orders; /* in orders_mem */
+    pool_mem orders_mem;
     uint32_t cap_orders, orders_in_use;
     uint32_t order_free;  /* released slots: a list through account_next */
     uint32_t order_fresh; /* slots from here to cap_orders were never used (nor touched) */
     idmap order_map;      /* (namespace, order_id): namespace is the account or ORDER_NS_SERVER */
 
-    trade *trades;
+    trade *trades; /* in trades_mem */
+    pool_mem trades_mem;
     uint32_t cap_trades, trades_in_use;
     uint32_t trade_free;  /* released slots: a list through account_next */
     uint32_t trade_fresh; /* slots from here to cap_trades were never used (nor touched) */

@@ -1,0 +1,52 @@
+#define _GNU_SOURCE /* mremap */
+#include "engine/pool_mem.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+enum { LINE = 64 };
+static const size_t HUGE_PAGE = (size_t)2 << 20;
+
+static int grow_mapping(pool_mem *m, size_t used, size_t bytes) {
+    size_t len = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    void *p;
+    if (m->mapped) {
+        p = mremap(m->base, m->mapped, len, MREMAP_MAYMOVE);
+        if (p == MAP_FAILED) return -1;
+    } else {
+        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return -1;
+        /* a hint: without transparent huge pages in the kernel it is refused, and only speed
+         * differs; the flag stays with the mapping through mremap */
+        (void)madvise(p, len, MADV_HUGEPAGE);
+        if (used) memcpy(p, m->lines, used);
+        free(m->base);
+    }
+    m->base = m->lines = p; /* a mapping starts on a page */
+    m->mapped = len;
+    return 0;
+}
+
+int pool_mem_grow(pool_mem *m, size_t used, size_t bytes) {
+    if (bytes >= POOL_MEM_MAP_MIN || m->mapped) return grow_mapping(m, used, bytes);
+    size_t old_shift = m->base ? (size_t)((char *)m->lines - (char *)m->base) : 0;
+    char *p = realloc(m->base, bytes + LINE);
+    if (p == NULL) return -1;
+    /* realloc keeps the contents but not their alignment: when the first line of the new
+     * block lies at another offset, the records move there */
+    size_t shift = (size_t)(-(uintptr_t)p & (LINE - 1));
+    if (shift != old_shift) memmove(p + shift, p + old_shift, used);
+    m->base = p;
+    m->lines = p + shift;
+    return 0;
+}
+
+void pool_mem_free(pool_mem *m) {
+    if (m->mapped)
+        munmap(m->base, m->mapped);
+    else
+        free(m->base);
+    memset(m, 0, sizeof *m);
+}
