@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include "bench_clock.h"
 #include "engine/engine.h"
+#include "engine/pool_mem.h"
 
 #include <dlfcn.h>
 #include <inttypes.h>
@@ -449,7 +450,8 @@ static void report_allocations(uint64_t n) {
 
 static void usage(void) {
     fprintf(stderr, "usage: engine_bench [--commands N] [--warmup W] [--rate R] [--seed S] "
-                    "[--cpu C] [--history H] [--no-latency] [--repeat K] [--null-service NS]\n");
+                    "[--cpu C] [--history H] [--no-latency] [--repeat K] [--huge-pages] "
+                    "[--null-service NS]\n");
     exit(2);
 }
 
@@ -463,6 +465,10 @@ int main(int argc, char **argv) {
         const char *flag = argv[i];
         if (strcmp(flag, "--no-latency") == 0) {
             no_latency = 1;
+            continue;
+        }
+        if (strcmp(flag, "--huge-pages") == 0) {
+            pool_mem_set_huge_pages(true);
             continue;
         }
         if (i + 1 >= argc) usage();

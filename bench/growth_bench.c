@@ -7,9 +7,12 @@
  * stalls at regular ratios of the command count until the retained orders reach their bound
  * (finished_orders_per_account per account).
  *
- *   growth_bench [--commands N] [--threshold-us T]     (defaults 3,000,000 and 1,000)
+ *   growth_bench [--commands N] [--threshold-us T] [--huge-pages]   (3,000,000 and 1,000)
+ *
+ * --huge-pages: the pools ask for transparent huge pages (pool_mem.h).
  */
 #include "engine/engine.h"
+#include "engine/pool_mem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,8 +40,11 @@ int main(int argc, char **argv) {
             commands = atol(argv[++i]);
         else if (strcmp(argv[i], "--threshold-us") == 0 && i + 1 < argc)
             threshold_us = atol(argv[++i]);
+        else if (strcmp(argv[i], "--huge-pages") == 0)
+            pool_mem_set_huge_pages(true);
         else {
-            fprintf(stderr, "usage: growth_bench [--commands N] [--threshold-us T]\n");
+            fprintf(stderr,
+                    "usage: growth_bench [--commands N] [--threshold-us T] [--huge-pages]\n");
             return 2;
         }
     }

@@ -664,9 +664,13 @@ static int load_risk(loader *L, const toml_value *t) {
 }
 
 static int load_engine(loader *L, const toml_value *t) {
-    static const char *const known[] = {"trading_day",        "finished_orders_per_account",
-                                        "trades_per_account", "kline_history",
-                                        "recent_trades",      NULL};
+    static const char *const known[] = {"trading_day",
+                                        "finished_orders_per_account",
+                                        "trades_per_account",
+                                        "kline_history",
+                                        "recent_trades",
+                                        "huge_pages",
+                                        NULL};
     engine_config *e = &L->cfg->engine;
     warn_unknown(L, t, "engine", known);
     char day[32];
@@ -685,6 +689,7 @@ static int load_engine(loader *L, const toml_value *t) {
         return -1;
     if (get_u32(L, t, "engine", "kline_history", 0, 10000000, &e->kline_history) < 0) return -1;
     if (get_u32(L, t, "engine", "recent_trades", 0, 10000000, &e->recent_trades) < 0) return -1;
+    if (get_bool(L, t, "engine", "huge_pages", &L->cfg->huge_pages) < 0) return -1;
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /* qaexchange-server: configuration, the engine and its thread, the gateway, signals. */
 #include "app/config.h"
 #include "engine/engine.h"
+#include "engine/pool_mem.h"
 #include "server/auth.h"
 #include "server/gateway.h"
 #include "server/history_feed.h"
@@ -177,6 +178,7 @@ int main(int argc, char **argv) {
     /* A journal starts from the default thresholds and carries every change of [risk] as
      * CMD_RISK_CONFIG (apply_risk_config), so an engine rebuilt from it starts from the defaults,
      * as qaexchange-replay's does: the configured thresholds must not judge old orders again. */
+    pool_mem_set_huge_pages(cfg.huge_pages); /* before the engine's pools exist */
     engine_config journal_cfg = cfg.engine;
     engine_config defaults;
     engine_config_default(&defaults);

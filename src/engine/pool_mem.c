@@ -9,6 +9,12 @@
 enum { LINE = 64 };
 static const size_t HUGE_PAGE = (size_t)2 << 20;
 
+static bool huge_pages; /* process-wide, set before any engine exists */
+
+void pool_mem_set_huge_pages(bool on) {
+    huge_pages = on;
+}
+
 static int grow_mapping(pool_mem *m, size_t used, size_t bytes) {
     size_t len = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
     void *p;
@@ -20,7 +26,7 @@ static int grow_mapping(pool_mem *m, size_t used, size_t bytes) {
         if (p == MAP_FAILED) return -1;
         /* a hint: without transparent huge pages in the kernel it is refused, and only speed
          * differs; the flag stays with the mapping through mremap */
-        (void)madvise(p, len, MADV_HUGEPAGE);
+        if (huge_pages) (void)madvise(p, len, MADV_HUGEPAGE);
         if (used) memcpy(p, m->lines, used);
         free(m->base);
     }

@@ -117,6 +117,7 @@ static void test_defaults(void) {
     CHECK(cfg.open_mode);
     CHECK_STR(cfg.diff_bid, "qaexchange");
     CHECK(!cfg.diff_strict_bid);
+    CHECK(!cfg.huge_pages);
     CHECK_INT(cfg.notify_batch_size, 100);
     CHECK_INT(cfg.notify_batch_interval_ms, 100);
 
@@ -194,6 +195,7 @@ static const char seed_toml[] =
     "trading_day = 2025-03-03\n"
     "finished_orders_per_account = 100\n"
     "trades_per_account = 50\n"
+    "huge_pages = true\n"
     "\n"
     "[auth]\n"
     "admin_username = \"root\"\n"
@@ -285,6 +287,7 @@ static void test_seed_layout(void) {
     CHECK_STR(cfg.engine.trading_day, "2025-03-03");
     CHECK_INT(cfg.engine.finished_orders_per_account, 100);
     CHECK_INT(cfg.engine.trades_per_account, 50);
+    CHECK(cfg.huge_pages);
 
     CHECK_STR(cfg.admin_username, "root");
     CHECK_STR(cfg.admin_password, "s3cret-pass");
@@ -578,6 +581,7 @@ static void test_file_errors(void) {
     expect_file_error("[websocket]\nping_interval_ms = 100\nping_interval_secs = 1\n", "not both");
     expect_file_error("[engine]\ntrading_day = \"2025-02-30\"\n",
                       "engine.trading_day must be a date YYYY-MM-DD, got \"2025-02-30\"");
+    expect_file_error("[engine]\nhuge_pages = 1\n", "engine.huge_pages");
     expect_file_error("[auth]\nadmin_password = \"\"\n",
                       "bad.toml:2: auth.admin_password must not be empty");
     expect_file_error("[auth]\ntoken_ttl_secs = 1\n", "auth.token_ttl_secs must be in [60, ");
