@@ -52,19 +52,41 @@ uint64_t idmap_hash_u64(uint64_t x) {
     return x;
 }
 
+static uint64_t load64(const char *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static uint64_t load32(const char *p) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
 /* Eight bytes at a time: ids are short, and this runs for every order and account lookup.
- * The result is mixed again by home_of, so a multiply-rotate per word suffices here. */
+ * The last bytes are read as whole words that may overlap the ones before (a byte-wise copy of
+ * them into a word cost a stalled store-to-load forward on every call). The result is mixed
+ * again by home_of, so a multiply-rotate per word suffices here. */
 uint64_t idmap_hash_str(uint64_t ns, const char *s) {
     size_t n = strlen(s);
     uint64_t h = 0x9e3779b97f4a7c15ULL ^ (ns * 0xff51afd7ed558ccdULL) ^ n;
-    for (; n >= 8; n -= 8, s += 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
-        h ^= h >> 29;
+    uint64_t tail;
+    if (n >= 8) {
+        const char *last = s + n - 8;
+        for (; s < last; s += 8) {
+            h = (h ^ load64(s)) * 0xc4ceb9fe1a85ec53ULL;
+            h ^= h >> 29;
+        }
+        tail = load64(last);
+    } else if (n >= 4) {
+        tail = load32(s) << 32 | load32(s + n - 4);
+    } else if (n > 0) {
+        tail = (uint64_t)(unsigned char)s[0] << 16 | (uint64_t)(unsigned char)s[n / 2] << 8 |
+               (uint64_t)(unsigned char)s[n - 1];
+    } else {
+        tail = 0;
     }
-    uint64_t tail = 0;
-    memcpy(&tail, s, n);
     h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
     return h ^ (h >> 32);
 }
