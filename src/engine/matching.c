@@ -464,6 +464,9 @@ int matching_cancel(engine *e, const command *cmd, engine_result *r) {
                            cmd->u.cancel.order_id, cmd->u.cancel.account_id);
     r->order = slot;
     const order *o = &e->orders[slot];
+    if (!order_status_alive(o->status))
+        return engine_fail(r, ERR_ORDER_NOT_CANCELLABLE, "order %s is %s and cannot be cancelled",
+                           o->order_id, order_status_name(o->status));
     /* the rest of the order, and its neighbours in the book and in the account's live list */
     engine_prefetch_bytes(&o->frozen_margin,
                           offsetof(order, order_id) - offsetof(order, frozen_margin));
@@ -474,9 +477,6 @@ int matching_cancel(engine *e, const command *cmd, engine_result *r) {
     if (o->account_next != SLOT_NONE)
         __builtin_prefetch(&e->orders[o->account_next].account_next, 1, 3);
     engine_prefetch_finish(e, slot);
-    if (!order_status_alive(o->status))
-        return engine_fail(r, ERR_ORDER_NOT_CANCELLABLE, "order %s is %s and cannot be cancelled",
-                           o->order_id, order_status_name(o->status));
     matching_cancel_slot(e, slot, cmd->ts_ns, "cancelled");
     return QAEX_OK;
 }
