@@ -45,7 +45,8 @@ typedef struct instrument {
     bool in_auction; /* call auction: orders rest uncrossed until the auction closes */
     char code[QAEX_INSTRUMENT_ID_LEN]; /* "IF2501": the alias without the exchange */
     int64_t upper_tick, lower_tick;    /* the limit band */
-    uint64_t exchange_seq;             /* last exchange_order_id issued */
+    double tick_scale; /* 10^d for a tick of d decimals (0.2: 10), 0 beyond 9 (see tick_to_price) */
+    uint64_t exchange_seq; /* last exchange_order_id issued */
     market_stats stats;
     market_data market; /* K-lines and recent trades */
     book book;
@@ -67,8 +68,11 @@ int instrument_rebase_band(instrument *ins);
 double instrument_upper_limit(const instrument *ins);
 double instrument_lower_limit(const instrument *ins);
 
-/* Converts a price to ticks; returns false when it is not a multiple of the tick. */
+/* Converts a price to ticks; returns false when it is not a multiple of the tick (within a
+ * millionth of one). */
 bool instrument_price_to_tick(const instrument *ins, double price, int64_t *tick);
+/* The price of a tick, as the decimal a user would write for it: 19001 ticks of 0.2 are the
+ * double nearest 3800.2, not 19001 * 0.2 (one unit in the last place above it). */
 double instrument_tick_to_price(const instrument *ins, int64_t tick);
 
 /* The price positions are marked at: the last trade, else the previous settlement. */

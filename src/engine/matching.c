@@ -66,7 +66,8 @@ static int check_price(const instrument *ins, const order_request *q, order_plan
         return engine_fail(r, ERR_INVALID_ORDER, "price %g is outside the limits [%g, %g] of %s",
                            q->limit_price, instrument_lower_limit(ins), instrument_upper_limit(ins),
                            ins->spec.instrument_id);
-    plan->price = q->limit_price;
+    /* on the tick exactly: a price a millionth of a tick off is accepted as the tick's */
+    plan->price = instrument_tick_to_price(ins, plan->tick);
     return QAEX_OK;
 }
 

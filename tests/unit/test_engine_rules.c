@@ -422,6 +422,10 @@ static void test_1008_price(void) {
                  ERR_INVALID_ORDER, "89.5");
     CHECK_REJECT(e, r, fx_order(e, "trader", "IX2401", DIR_SELL, OFFSET_OPEN, 1000.0, 1, &r),
                  ERR_INVALID_ORDER, "1000");
+    /* a price within a millionth of a tick is taken as that tick, and kept on it exactly */
+    CHECK_INT(fx_order(e, "trader", "IX2401", DIR_BUY, OFFSET_OPEN, 95.5000001, 1, &r), 0);
+    CHECK(engine_order_at(e, r.order)->limit_price == 95.5);
+    CHECK_INT(fx_cancel(e, "trader", engine_order_at(e, r.order)->order_id, &r), 0);
     /* the limits themselves are valid prices */
     CHECK_INT(fx_order(e, "trader", "IX2401", DIR_BUY, OFFSET_OPEN, 90.0, 1, &r), 0);
     CHECK_INT(fx_order(e, "market", "IX2401", DIR_SELL, OFFSET_OPEN, 110.0, 1, &r), 0);
@@ -430,6 +434,43 @@ static void test_1008_price(void) {
                             VC_ANY, NULL, &r),
               0);
     CHECK_INT(engine_order_at(e, r.order)->status, ORDER_FILLED);
+    engine_destroy(e);
+}
+
+/* Every price the engine derives from a tick (band edges, market orders, snapped limit prices)
+ * is the double a user's decimal text parses to, not tick * 0.2 one ulp away from it. */
+static void test_prices_are_decimals_of_the_tick(void) {
+    instrument_spec specs[3];
+    engine_default_instruments(specs, 3);
+    CHECK_MONEY(specs[0].price_tick, 0.2);
+    instrument ins;
+    CHECK_INT(instrument_init(&ins, &specs[0]), 0);
+    int differs_from_product = 0;
+    for (int64_t k = ins.lower_tick; k <= ins.upper_tick; k++) {
+        char text[32];
+        snprintf(text, sizeof text, "%.1f", (double)k * 0.2);
+        double decimal = strtod(text, NULL);
+        if (instrument_tick_to_price(&ins, k) != decimal) {
+            CHECK(instrument_tick_to_price(&ins, k) == decimal);
+            break;
+        }
+        int64_t back = 0;
+        CHECK(instrument_price_to_tick(&ins, decimal, &back) && back == k);
+        differs_from_product += (double)k * 0.2 != decimal;
+    }
+    CHECK(differs_from_product > 0); /* the case this guards against does occur */
+    instrument_free(&ins);
+
+    static const char *const who[] = {"trader", "other"};
+    engine *e = fx_engine(who, 2, 1e9);
+    fx_add_instrument(e, &specs[0]);
+    engine_result r;
+    CHECK_INT(fx_order(e, "trader", "IF2501", DIR_BUY, OFFSET_OPEN, 3800.2, 1, &r), 0);
+    CHECK(engine_order_at(e, r.order)->limit_price == 3800.2);
+    CHECK_INT(fx_order_full(e, "other", "IF2501", DIR_BUY, OFFSET_OPEN, NAN, 1, PRICE_ANY, TC_IOC,
+                            VC_ANY, NULL, &r),
+              0);
+    CHECK(engine_order_at(e, r.order)->limit_price == 4180.0);
     engine_destroy(e);
 }
 
@@ -2146,6 +2187,7 @@ static void test_risk_config_command(void) {
 
 int main(void) {
     RUN_TEST(test_1001_insufficient_funds);
+    RUN_TEST(test_prices_are_decimals_of_the_tick);
     RUN_TEST(test_risk_config_command);
     RUN_TEST(test_1002_position_ratio);
     RUN_TEST(test_1003_order_value);
