@@ -1146,6 +1146,16 @@ static void admin_batch_prices(service *s, const request *rq) {
         else
             rc = engine_apply(s->e, &c, &res);
         if (rc != QAEX_OK && rc != ERR_STORAGE) snprintf(msg, sizeof msg, "%s", res.message);
+        if (rc != QAEX_OK && i > 0) {
+            /* the journal failed between two records of the batch (it takes them in memory, so
+             * only a failure of its writer meanwhile does this): say what stands, since a set
+             * price is not taken back and the same batch sent again sets the rest */
+            size_t used = strlen(msg);
+            snprintf(msg + used, sizeof msg - used,
+                     "; %u of %u prices were set before this (the first %u of the batch, up to "
+                     "%.40s): send the batch again to set the rest",
+                     i, rq->n_extra, i, prices[i - 1].instrument_id);
+        }
         if (rc == QAEX_OK && done)
             json_array_append_new(done,
                                   json_pack("{s:s, s:f}", "instrument_id", prices[i].instrument_id,
