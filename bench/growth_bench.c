@@ -7,9 +7,12 @@
  * stalls at regular ratios of the command count until the retained orders reach their bound
  * (finished_orders_per_account per account).
  *
- *   growth_bench [--commands N] [--threshold-us T] [--huge-pages]   (3,000,000 and 1,000)
+ *   growth_bench [--commands N] [--threshold-us T] [--huge-pages] [--preallocate R]
+ *   (3,000,000 and 1,000; no preallocation)
  *
  * --huge-pages: the pools ask for transparent huge pages (pool_mem.h).
+ * --preallocate R: engine_preallocate(R orders, R trades) before the first insert, as the server's
+ * [engine] preallocate_orders and preallocate_trades do; its time is printed apart.
  */
 #include "engine/engine.h"
 #include "engine/pool_mem.h"
@@ -34,17 +37,19 @@ static void apply_or_die(engine *e, const command *c) {
 }
 
 int main(int argc, char **argv) {
-    long commands = 3000000, threshold_us = 1000;
+    long commands = 3000000, threshold_us = 1000, preallocate = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--commands") == 0 && i + 1 < argc)
             commands = atol(argv[++i]);
         else if (strcmp(argv[i], "--threshold-us") == 0 && i + 1 < argc)
             threshold_us = atol(argv[++i]);
+        else if (strcmp(argv[i], "--preallocate") == 0 && i + 1 < argc)
+            preallocate = atol(argv[++i]);
         else if (strcmp(argv[i], "--huge-pages") == 0)
             pool_mem_set_huge_pages(true);
         else {
-            fprintf(stderr,
-                    "usage: growth_bench [--commands N] [--threshold-us T] [--huge-pages]\n");
+            fprintf(stderr, "usage: growth_bench [--commands N] [--threshold-us T] [--huge-pages] "
+                            "[--preallocate R]\n");
             return 2;
         }
     }
@@ -71,6 +76,18 @@ int main(int argc, char **argv) {
         snprintf(c.u.account_open.account_id, sizeof c.u.account_open.account_id, "G%d", a);
         c.u.account_open.init_cash = 1e12;
         apply_or_die(e, &c);
+    }
+    if (preallocate > 0) {
+        int64_t p0 = now_ns();
+        if (engine_preallocate(e, (uint32_t)preallocate, (uint32_t)preallocate) != 0) {
+            fprintf(stderr, "could not preallocate %ld orders and trades\n", preallocate);
+            return 1;
+        }
+        engine_memory m;
+        engine_get_memory(e, &m);
+        printf("preallocated %u orders, %u trades, %u index buckets in %.1f ms\n",
+               m.orders_capacity, m.trades_capacity, m.order_index_capacity,
+               (double)(now_ns() - p0) / 1e6);
     }
     long stalls = 0;
     int64_t stalled_ns = 0, worst = 0, started = now_ns();
@@ -107,6 +124,11 @@ int main(int argc, char **argv) {
            "%.2f ms\n",
            commands, secs, (double)commands / secs, stalls, threshold_us, (double)stalled_ns / 1e6,
            (double)worst / 1e6);
+    engine_memory m;
+    engine_get_memory(e, &m);
+    printf("at the end: %u of %u order slots and %u of %u trade slots in use, %u index buckets\n",
+           m.orders_in_use, m.orders_capacity, m.trades_in_use, m.trades_capacity,
+           m.order_index_capacity);
     engine_destroy(e);
     return 0;
 }

@@ -670,6 +670,8 @@ static int load_engine(loader *L, const toml_value *t) {
                                         "kline_history",
                                         "recent_trades",
                                         "huge_pages",
+                                        "preallocate_orders",
+                                        "preallocate_trades",
                                         NULL};
     engine_config *e = &L->cfg->engine;
     warn_unknown(L, t, "engine", known);
@@ -690,6 +692,12 @@ static int load_engine(loader *L, const toml_value *t) {
     if (get_u32(L, t, "engine", "kline_history", 0, 10000000, &e->kline_history) < 0) return -1;
     if (get_u32(L, t, "engine", "recent_trades", 0, 10000000, &e->recent_trades) < 0) return -1;
     if (get_bool(L, t, "engine", "huge_pages", &L->cfg->huge_pages) < 0) return -1;
+    if (get_u32(L, t, "engine", "preallocate_orders", 0, 100000000, &L->cfg->preallocate_orders) <
+        0)
+        return -1;
+    if (get_u32(L, t, "engine", "preallocate_trades", 0, 100000000, &L->cfg->preallocate_trades) <
+        0)
+        return -1;
     return 0;
 }
 

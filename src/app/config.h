@@ -34,7 +34,8 @@
  *   [engine]    trading_day (YYYY-MM-DD), finished_orders_per_account, trades_per_account,
  *               kline_history (finished bars kept per instrument and period, 10000),
  *               recent_trades (matches kept per instrument, 1000), huge_pages (false:
- *               transparent huge pages for the order and trade pools; pool_mem.h)
+ *               transparent huge pages for the order and trade pools; pool_mem.h),
+ *               preallocate_orders, preallocate_trades (0: pools sized at start for this many)
  *   [auth]      admin_username, admin_password, token_secret, token_ttl_secs, open_mode,
  *               password_cost ("interactive" | "fast": argon2id at its minimum, for tests)
  *   [diff]      bid, strict_bid
@@ -141,6 +142,9 @@ typedef struct server_config {
     /* the engine: [risk] thresholds, memory bounds, first trading day */
     engine_config engine;
     bool huge_pages; /* [engine] huge_pages, false: the pools ask for transparent huge pages */
+    /* [engine] preallocate_orders, preallocate_trades, 0: records the pools are sized and faulted
+     * in for at start (engine_preallocate) */
+    uint32_t preallocate_orders, preallocate_trades;
 
     /* instruments registered at start-up, in file order (the defaults when none configured) */
     instrument_spec *instruments;

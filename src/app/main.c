@@ -139,6 +139,17 @@ static int register_admin(engine *e, persistence *p, const server_config *cfg) {
     return rc;
 }
 
+/* Pools sized for [engine] preallocate_*: after recovery, which builds them anew. */
+static int preallocate(engine *e, const server_config *cfg) {
+    if (cfg->preallocate_orders == 0 && cfg->preallocate_trades == 0) return 0;
+    if (engine_preallocate(e, cfg->preallocate_orders, cfg->preallocate_trades) == 0) return 0;
+    fprintf(stderr,
+            "qaexchange-server: [engine] preallocate_orders = %u, preallocate_trades = %u: not "
+            "enough memory for them\n",
+            cfg->preallocate_orders, cfg->preallocate_trades);
+    return -1;
+}
+
 int main(int argc, char **argv) {
     static server_config cfg;
     char err[1024];
@@ -222,7 +233,7 @@ int main(int argc, char **argv) {
         queries = feed ? query_worker_start(feed, wake_gateway, NULL) : NULL;
     }
     if (e == NULL || register_instruments(e, p, &cfg) != 0 || apply_risk_config(e, p, &cfg) != 0 ||
-        register_admin(e, p, &cfg) != 0) {
+        register_admin(e, p, &cfg) != 0 || preallocate(e, &cfg) != 0) {
         fprintf(stderr, "qaexchange-server: could not create the engine\n");
         query_worker_stop(queries);
         history_feed_stop(feed);

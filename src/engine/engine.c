@@ -71,7 +71,16 @@ int grow_array(void **array, uint32_t *cap, uint32_t need, size_t elem) {
     return 0;
 }
 
-/* Grows a pool of records (pool_mem.h) by doubling to hold `need`, keeping the first `used`. */
+/* Gives a pool of records (pool_mem.h) room for exactly `n`, keeping the first `used`. */
+static int size_pool(pool_mem *m, void **records, uint32_t *cap, uint32_t n, size_t elem,
+                     uint32_t used) {
+    if (pool_mem_grow(m, (size_t)used * elem, (size_t)n * elem) != 0) return -1;
+    *records = m->lines;
+    *cap = n;
+    return 0;
+}
+
+/* Grows a pool of records by doubling to hold `need`. */
 static int grow_pool(pool_mem *m, void **records, uint32_t *cap, uint32_t need, size_t elem,
                      uint32_t used) {
     if (need <= *cap) return 0;
@@ -80,10 +89,7 @@ static int grow_pool(pool_mem *m, void **records, uint32_t *cap, uint32_t need, 
         if (n > UINT32_MAX / 2) return -1;
         n *= 2;
     }
-    if (pool_mem_grow(m, (size_t)used * elem, (size_t)n * elem) != 0) return -1;
-    *records = m->lines;
-    *cap = n;
-    return 0;
+    return size_pool(m, records, cap, n, elem, used);
 }
 
 int engine_reserve_accounts(engine *e, uint32_t n) {
@@ -112,6 +118,30 @@ int engine_reserve_positions(engine *e, uint32_t n) {
         e->position_epoch[i] = 0;
     e->cap_positions = cap;
     return 0;
+}
+
+int engine_preallocate(engine *e, uint32_t orders, uint32_t trades) {
+    /* exactly the size asked for (a doubling could take twice the memory); past it the pools
+     * double as usual */
+    if (orders > UINT32_MAX / 2 || trades > UINT32_MAX / 2) return -1;
+    if ((orders > e->cap_orders && size_pool(&e->orders_mem, (void **)&e->orders, &e->cap_orders,
+                                             orders, sizeof(order), e->order_fresh) != 0) ||
+        (trades > e->cap_trades && size_pool(&e->trades_mem, (void **)&e->trades, &e->cap_trades,
+                                             trades, sizeof(trade), e->trade_fresh) != 0) ||
+        idmap_reserve(&e->order_map, orders) != 0)
+        return -1;
+    if (pool_mem_populate(&e->orders_mem, (size_t)e->cap_orders * sizeof(order)) != 0 ||
+        pool_mem_populate(&e->trades_mem, (size_t)e->cap_trades * sizeof(trade)) != 0)
+        return -1;
+    return 0;
+}
+
+void engine_get_memory(const engine *e, engine_memory *m) {
+    m->orders_in_use = e->orders_in_use;
+    m->orders_capacity = e->cap_orders;
+    m->trades_in_use = e->trades_in_use;
+    m->trades_capacity = e->cap_trades;
+    m->order_index_capacity = e->order_map.capacity;
 }
 
 /* Released slots are taken first (last released first), then never-used ones lowest first: the

@@ -256,6 +256,21 @@ void engine_destroy(engine *e);
 void engine_set_event_sink(engine *e, engine_event_fn fn, void *ctx);
 const engine_config *engine_get_config(const engine *e);
 
+/* Sizes the order and trade pools and the order index for this many records and faults their
+ * memory in now, so that trading up to that size never grows a pool (a growth doubles it, a
+ * stall of milliseconds on a guest) nor takes a page fault. Only capacity changes, never which
+ * slot a record gets: state and events are those of an engine without it. 0, or -1 when the
+ * memory is not to be had (the engine keeps what it had and works as before). */
+int engine_preallocate(engine *e, uint32_t orders, uint32_t trades);
+
+/* The record pools' use and capacity (operators: /monitoring/system). */
+typedef struct engine_memory {
+    uint32_t orders_in_use, orders_capacity; /* live and retained finished orders */
+    uint32_t trades_in_use, trades_capacity;
+    uint32_t order_index_capacity; /* buckets of the order id index */
+} engine_memory;
+void engine_get_memory(const engine *e, engine_memory *m);
+
 /* Applies one command. Returns result->code. A rejected command changes nothing. */
 int engine_apply(engine *e, const command *cmd, engine_result *result);
 

@@ -1,5 +1,7 @@
 #include "engine/idmap.h"
 
+#include "engine/pool_mem.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,6 +159,26 @@ static int grow(idmap *m) {
     m->entries = bigger;
     m->capacity *= 2;
     return 0;
+}
+
+int idmap_reserve(idmap *m, uint32_t n) {
+    idmap_settle(m);
+    uint32_t capacity = m->capacity;
+    while ((uint64_t)capacity * IDMAP_MAX_LOAD_NUM < (uint64_t)n * IDMAP_MAX_LOAD_DEN) {
+        if (capacity >= 0x80000000u) return -1;
+        capacity <<= 1;
+    }
+    if (capacity != m->capacity) {
+        idmap_entry *bigger = table_new(capacity);
+        if (bigger == NULL) return -1;
+        for (uint32_t i = 0; i < m->capacity; i++)
+            if (m->entries[i].tag != IDMAP_TAG_EMPTY)
+                place(bigger, capacity, m->entries[i].hash, m->entries[i].tag);
+        free(m->entries);
+        m->entries = bigger;
+        m->capacity = capacity;
+    }
+    return pool_mem_populate_range(m->entries, (size_t)capacity * sizeof *m->entries);
 }
 
 int idmap_insert(idmap *m, uint64_t hash, uint32_t slot) {

@@ -42,6 +42,10 @@ int idmap_init(idmap *m, uint32_t expected);
 void idmap_free(idmap *m);
 void idmap_clear(idmap *m);
 
+/* Room for `n` entries without a growth, and the table's pages faulted in now
+ * (engine_preallocate). A larger table is filled at once: a stall meant for start-up. */
+int idmap_reserve(idmap *m, uint32_t n);
+
 /* The slot whose hash equals `hash` and which `match` accepts (NULL: any), or IDMAP_NONE. */
 uint32_t idmap_find(const idmap *m, uint64_t hash, idmap_match_fn match, const void *ctx);
 

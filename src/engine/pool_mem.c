@@ -1,6 +1,7 @@
 #define _GNU_SOURCE /* mremap */
 #include "engine/pool_mem.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,26 @@ int pool_mem_grow(pool_mem *m, size_t used, size_t bytes) {
     m->base = p;
     m->lines = p + shift;
     return 0;
+}
+
+int pool_mem_populate_range(void *p, size_t bytes) {
+    if (bytes == 0) return 0;
+    const size_t page = 4096;
+    uintptr_t start = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    uintptr_t end = ((uintptr_t)p + bytes + page - 1) & ~(uintptr_t)(page - 1);
+    /* one call for the whole range; kernels before 5.14 do not know it, and there every page is
+     * written once instead (the same value back: the contents stay) */
+    if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) == 0) return 0;
+    if (errno != EINVAL) return -1; /* ENOMEM, EFAULT: the memory is not there to be had */
+    volatile char *c = p;
+    for (size_t off = 0; off < bytes; off += page)
+        c[off] = c[off];
+    c[bytes - 1] = c[bytes - 1];
+    return 0;
+}
+
+int pool_mem_populate(pool_mem *m, size_t bytes) {
+    return m->lines ? pool_mem_populate_range(m->lines, bytes) : 0;
 }
 
 void pool_mem_free(pool_mem *m) {

@@ -29,6 +29,14 @@ typedef struct pool_mem {
  * memory (the block is unchanged). */
 int pool_mem_grow(pool_mem *m, size_t used, size_t bytes);
 
+/* Faults in the pages under the first `bytes` from `lines` now, keeping their contents, so that
+ * no record reached later costs a page fault (engine_preallocate). 0, or -1 when the memory
+ * could not be populated. */
+int pool_mem_populate(pool_mem *m, size_t bytes);
+
+/* The same for any block of memory the caller owns (the id maps' tables). */
+int pool_mem_populate_range(void *p, size_t bytes);
+
 void pool_mem_free(pool_mem *m);
 
 /* Whether mappings made from now on ask for transparent huge pages (a hint the kernel may

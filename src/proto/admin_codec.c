@@ -277,6 +277,13 @@ json_t *monitor_orders(const engine *e) {
     jb_int(&b, "rejected", by_status[ORDER_REJECTED]);
     jb_int(&b, "buy_orders", buy);
     jb_int(&b, "sell_orders", sell);
+    /* the pool the engine holds them in: a capacity that keeps doubling under load says
+     * [engine] preallocate_orders is too small */
+    engine_memory m;
+    engine_get_memory(e, &m);
+    jb_int(&b, "orders_in_memory", m.orders_in_use);
+    jb_int(&b, "orders_capacity", m.orders_capacity);
+    jb_int(&b, "order_index_capacity", m.order_index_capacity);
     return jb_done(&b);
 }
 
@@ -300,6 +307,10 @@ json_t *monitor_trades(const engine *e) {
     jb_int(&b, "total_volume", volume);
     jb_real(&b, "total_turnover", turnover);
     jb_int(&b, "recent_matches", matches);
+    engine_memory m;
+    engine_get_memory(e, &m);
+    jb_int(&b, "trades_in_memory", m.trades_in_use);
+    jb_int(&b, "trades_capacity", m.trades_capacity);
     jb_str(&b, "trading_day", engine_trading_day(e));
     jb_put(&b, "instruments", per);
     return jb_done(&b);

@@ -513,6 +513,9 @@ class CapitalAuditTest(ServerCase):
         x.cent(accounts["total_balance"], x.account(ha, acc_a)["balance"] + bal_b)
         orders = x.get("/monitoring/orders", admin)
         self.assertEqual(orders["live_orders"], 2)
+        self.assertEqual(orders["orders_in_memory"], 2)
+        self.assertGreaterEqual(orders["orders_capacity"], 2)
+        self.assertLess(orders["orders_capacity"], 100000)  # grown on demand, not preallocated
         self.assertEqual(orders["buy_orders"], 2)
         self.assertEqual(orders["sell_orders"], 0)
         trades = x.get("/monitoring/trades", admin)
@@ -577,6 +580,44 @@ class RestartTest(unittest.TestCase):
             self.assertIn("POST /admin/instrument/create", log)
             self.assertIn("PUT /admin/instrument/TEST.PS01/resume", log)
             self.assertIn(admin_id, log)
+
+
+class PreallocateTest(unittest.TestCase):
+    """[engine] preallocate_*: the pools are sized at start, after recovery too, and trading
+    within that size never grows them."""
+
+    def capacities(self, x, admin):
+        orders, trades = x.get("/monitoring/orders", admin), x.get("/monitoring/trades", admin)
+        return (orders["orders_capacity"], orders["order_index_capacity"],
+                trades["trades_capacity"], orders["orders_in_memory"], trades["trades_in_memory"])
+
+    def test_pools_sized_at_start_and_after_restart(self):
+        tmp = tempfile.mkdtemp(prefix="qaex-admin-prealloc-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cfg, data = write_config(tmp), os.path.join(tmp, "data")
+        with open(cfg, "a") as f:
+            f.write("\n[engine]\npreallocate_orders = 50000\npreallocate_trades = 20000\n")
+        with Server(config=cfg, storage=True, data_dir=data) as srv:
+            x = Exchange(self, srv)
+            admin, _ = x.login(*ADMIN)
+            orders_cap, index_cap, trades_cap, in_memory, trades = self.capacities(x, admin)
+            self.assertGreaterEqual(orders_cap, 50000)
+            self.assertGreaterEqual(index_cap * 7, 50000 * 10)  # room at the index's 70% load
+            self.assertGreaterEqual(trades_cap, 20000)
+            self.assertEqual((in_memory, trades), (0, 0))
+            ha, _, acc = x.user("pia", "pia-pass-1", 10000000)
+            hb, _, acc_b = x.user("max", "max-pass-1", 10000000)
+            for i in range(20):
+                x.ok(x.order(ha, acc, "CFFEX.IF2501", "BUY", "OPEN", 3800, 1))
+            x.ok(x.order(hb, acc_b, "CFFEX.IF2501", "SELL", "OPEN", 3800, 5))
+            self.assertEqual(self.capacities(x, admin),
+                             (orders_cap, index_cap, trades_cap, 21, 10))
+            self.assertEqual(srv.stop(), 0)
+        with Server(config=cfg, storage=True, data_dir=data) as srv:
+            x = Exchange(self, srv)
+            admin, _ = x.login(*ADMIN)
+            self.assertEqual(self.capacities(x, admin),
+                             (orders_cap, index_cap, trades_cap, 21, 10))
 
 
 if __name__ == "__main__":

@@ -118,6 +118,8 @@ static void test_defaults(void) {
     CHECK_STR(cfg.diff_bid, "qaexchange");
     CHECK(!cfg.diff_strict_bid);
     CHECK(!cfg.huge_pages);
+    CHECK_INT(cfg.preallocate_orders, 0);
+    CHECK_INT(cfg.preallocate_trades, 0);
     CHECK_INT(cfg.notify_batch_size, 100);
     CHECK_INT(cfg.notify_batch_interval_ms, 100);
 
@@ -196,6 +198,8 @@ static const char seed_toml[] =
     "finished_orders_per_account = 100\n"
     "trades_per_account = 50\n"
     "huge_pages = true\n"
+    "preallocate_orders = 250000\n"
+    "preallocate_trades = 120000\n"
     "\n"
     "[auth]\n"
     "admin_username = \"root\"\n"
@@ -288,6 +292,8 @@ static void test_seed_layout(void) {
     CHECK_INT(cfg.engine.finished_orders_per_account, 100);
     CHECK_INT(cfg.engine.trades_per_account, 50);
     CHECK(cfg.huge_pages);
+    CHECK_INT(cfg.preallocate_orders, 250000);
+    CHECK_INT(cfg.preallocate_trades, 120000);
 
     CHECK_STR(cfg.admin_username, "root");
     CHECK_STR(cfg.admin_password, "s3cret-pass");
@@ -582,6 +588,9 @@ static void test_file_errors(void) {
     expect_file_error("[engine]\ntrading_day = \"2025-02-30\"\n",
                       "engine.trading_day must be a date YYYY-MM-DD, got \"2025-02-30\"");
     expect_file_error("[engine]\nhuge_pages = 1\n", "engine.huge_pages");
+    expect_file_error("[engine]\npreallocate_orders = 200000000\n",
+                      "engine.preallocate_orders must be in [0, 100000000], got 200000000");
+    expect_file_error("[engine]\npreallocate_trades = -1\n", "engine.preallocate_trades");
     expect_file_error("[auth]\nadmin_password = \"\"\n",
                       "bad.toml:2: auth.admin_password must not be empty");
     expect_file_error("[auth]\ntoken_ttl_secs = 1\n", "auth.token_ttl_secs must be in [60, ");

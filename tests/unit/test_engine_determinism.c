@@ -1236,6 +1236,17 @@ static bool replay(engine *e, const stream *s, uint64_t from, uint64_t to, const
 
 static void run_b(const stream *s) {
     engine *e = new_engine();
+    /* B runs on pools sized in advance: capacity must change nothing that happens. A size that
+     * cannot be had is refused and changes nothing either. */
+    engine_memory m0, m1;
+    engine_get_memory(e, &m0);
+    CHECK_INT(engine_preallocate(e, UINT32_MAX, 0), -1);
+    engine_get_memory(e, &m1);
+    CHECK_INT(m1.orders_capacity, m0.orders_capacity);
+    CHECK_INT(engine_preallocate(e, 100000, 50000), 0);
+    engine_get_memory(e, &m0);
+    CHECK(m0.orders_capacity >= 100000 && m0.trades_capacity >= 50000);
+    CHECK(m0.order_index_capacity >= 100000 / 7 * 10);
     static tracker t;
     memset(&t, 0, sizeof t);
     t.e = e;
@@ -1246,6 +1257,14 @@ static void run_b(const stream *s) {
         printf("B: identical codes for %" PRIu64 " commands, hashes at %u checkpoints and the end "
                "(%016" PRIx64 "), event digest %016" PRIx64 "\n",
                s->n, s->n_hashes, s->final_hash, t.digest);
+        engine_get_memory(e, &m1);
+        printf("B: preallocated for %u orders and %u trades; at most %u and %u in memory at the "
+               "end, pools %s\n",
+               m0.orders_capacity, m0.trades_capacity, m1.orders_in_use, m1.trades_in_use,
+               m1.orders_capacity == m0.orders_capacity ? "never grew" : "GREW");
+        CHECK_INT(m1.orders_capacity, m0.orders_capacity);
+        CHECK_INT(m1.trades_capacity, m0.trades_capacity);
+        CHECK_INT(m1.order_index_capacity, m0.order_index_capacity);
     }
     engine_destroy(e);
 }

@@ -306,6 +306,37 @@ static void test_growth(void) {
     idmap_free(&m);
 }
 
+/* Reserving moves what the table holds (also what a migration had not moved yet) into a table
+ * that takes the reserved count without growing. */
+static void test_reserve(void) {
+    idmap m;
+    CHECK_INT(idmap_init(&m, 0), 0);
+    /* the 90th insert doubles 128 buckets, and moves only 64 of them at once */
+    for (uint32_t i = 0; i < 90; i++)
+        CHECK_INT(idmap_insert(&m, i * 7919ULL, i), 0);
+    CHECK(m.old != NULL);
+    CHECK_INT(idmap_reserve(&m, 50000), 0);
+    CHECK(m.old == NULL);
+    /* 50,000 at most 70% full: 2^17 = 131,072 (2^16 * 0.7 = 45,875 is too small) */
+    CHECK_INT(m.capacity, 131072);
+    CHECK_INT(m.count, 90);
+    for (uint32_t i = 0; i < 90; i++)
+        CHECK_INT(idmap_find(&m, i * 7919ULL, NULL, NULL), i);
+    CHECK_INT(check_structure(&m), 0);
+    for (uint32_t i = 90; i < 50000; i++)
+        CHECK_INT(idmap_insert(&m, i * 7919ULL, i), 0);
+    CHECK_INT(m.capacity, 131072);
+    CHECK(m.old == NULL);
+    /* a smaller reservation keeps the table; an impossible one is refused and changes nothing */
+    CHECK_INT(idmap_reserve(&m, 10), 0);
+    CHECK_INT(m.capacity, 131072);
+    CHECK_INT(idmap_reserve(&m, UINT32_MAX), -1);
+    CHECK_INT(m.capacity, 131072);
+    CHECK_INT(m.count, 50000);
+    CHECK_INT(idmap_find(&m, 49999 * 7919ULL, NULL, NULL), 49999);
+    idmap_free(&m);
+}
+
 /* ---- backward shift, placed by hand ---- */
 
 /* Removal in the middle of a probe chain pulls the later members back. */
@@ -646,6 +677,7 @@ int main(void) {
     RUN_TEST(test_string_keys);
     RUN_TEST(test_string_keys_forced_collisions);
     RUN_TEST(test_growth);
+    RUN_TEST(test_reserve);
     RUN_TEST(test_backward_shift_middle);
     RUN_TEST(test_backward_shift_skips_entries_at_home);
     RUN_TEST(test_backward_shift_wraps);
