@@ -421,6 +421,30 @@ class DiffProtocolTest(RestCompare, unittest.TestCase):
         self.assertEqual(d.notifies[-1]["code"], 2004, d.notifies[-1])
         self.assert_matches_rest(self.srv, d.tree, "dG")
 
+    def test_deleting_a_chart_reaches_the_client(self):
+        """set_chart with view_width 0 deletes charts.<id> in the client's tree (a null in the
+        rtn_data), also when the chart is deleted and made anew between two peeks."""
+        d = self.session()
+        chart = {"aid": "set_chart", "chart_id": "del1", "ins_list": "CFFEX.IH2501",
+                 "duration": 60_000_000_000, "view_width": 5}
+        d.send(chart)
+        d.send({"aid": "set_chart", "chart_id": "keep", "ins_list": "CFFEX.IH2501",
+                "duration": 3_000_000_000, "view_width": 5})
+        d.settle()
+        self.assertEqual(set(d.tree["charts"]), {"del1", "keep"}, d.tree.get("charts"))
+        d.send(dict(chart, view_width=0))
+        d.settle()
+        self.assertEqual(set(d.tree["charts"]), {"keep"}, "a deleted chart stayed in the tree")
+        # made anew with other settings, then deleted and made again before the next peek: the
+        # client holds only the last request, not a merge of the old state into it
+        d.send(dict(chart, view_width=7, left_kline_id=3))
+        d.settle()
+        d.send(dict(chart, view_width=0))
+        d.send(dict(chart, view_width=9))
+        d.settle()
+        self.assertEqual(d.tree["charts"]["del1"]["state"]["view_width"], 9)
+        self.assertNotIn("left_kline_id", d.tree["charts"]["del1"]["state"], d.tree["charts"])
+
     def test_a_client_that_never_peeks(self):
         d = self.session()
         d.login("dE")
