@@ -264,8 +264,14 @@ static void parse_insert(const json_t *j, diff_message *m) {
     int v;
     memset(o, 0, sizeof *o);
     if (codec_get_string(j, "order_id", o->order_id, sizeof o->order_id, true, msg, sizeof msg) !=
-            CODEC_FIELD_OK ||
-        codec_get_string(j, "exchange_id", exchange, sizeof exchange, false, msg, sizeof msg) ==
+        CODEC_FIELD_OK) {
+        o->order_id[0] = '\0';
+        bad(m, ERR_INVALID_ORDER, "%s", msg);
+        return;
+    }
+    /* known from here on even if the order is refused: the refusal closes it in the client */
+    snprintf(m->order_id, sizeof m->order_id, "%s", o->order_id);
+    if (codec_get_string(j, "exchange_id", exchange, sizeof exchange, false, msg, sizeof msg) ==
             CODEC_FIELD_ERROR ||
         codec_get_string(j, "instrument_id", ins, sizeof ins, true, msg, sizeof msg) !=
             CODEC_FIELD_OK ||
@@ -273,7 +279,6 @@ static void parse_insert(const json_t *j, diff_message *m) {
         bad(m, ERR_INVALID_ORDER, "%s", msg);
         return;
     }
-    snprintf(m->order_id, sizeof m->order_id, "%s", o->order_id);
     if (!full_instrument_id(exchange, ins, o->instrument_id, sizeof o->instrument_id)) {
         bad(m, ERR_INSTRUMENT_NOT_FOUND, "instrument id too long: %s", ins);
         return;

@@ -108,7 +108,8 @@ typedef struct diff_message {
     int n_ins;
     /* set_chart */
     diff_chart chart;
-    /* insert_order (account_id left empty: the session's account acts), cancel_order */
+    /* insert_order (account_id left empty: the session's account acts), cancel_order;
+     * order_id is also set for an insert_order refused after its order_id was read */
     order_request order;
     char order_id[QAEX_ID_LEN];
     /* req_transfer: positive is bank -> futures */

@@ -2837,6 +2837,18 @@ static void diff_message_in(gateway *g, session *s, const char *text, size_t len
             submit(g, s, &rq);
             break;
         case DIFF_AID_BAD:
+            if (d->logged_in && strcmp(m->aid_text, "insert_order") == 0 && m->order_id[0]) {
+                /* the client shows the order ALIVE until told otherwise: the engine thread
+                 * closes it with the refusal, unless the id names an order that exists */
+                rq.route = ROUTE_DIFF_INSERT; /* cmd.type 0: a refusal, never a command */
+                copy_id(rq.cmd.u.order.account_id, sizeof rq.cmd.u.order.account_id, d->account_id);
+                copy_id(rq.cmd.u.order.order_id, sizeof rq.cmd.u.order.order_id, m->order_id);
+                copy_id(rq.key2, sizeof rq.key2, d->user_key);
+                rq.num1 = m->error_code;
+                rq.extra = strdup(m->error);
+                if (rq.extra && submit(g, s, &rq)) break;
+                free(rq.extra);
+            }
             diff_notify_error(s, m->error_code, m->error);
             break;
         case DIFF_AID_IGNORED:

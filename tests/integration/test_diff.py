@@ -336,6 +336,42 @@ class DiffProtocolTest(RestCompare, unittest.TestCase):
         d.settle()
         self.assertEqual(d.notifies[-1]["code"], 3001, d.notifies[-1])
 
+    def test_malformed_orders_are_finished_with_a_notify(self):
+        """An insert_order refused before it reaches the engine (a field missing or of the wrong
+        kind) still closes the client's ALIVE placeholder of it, unless its id names an order
+        that exists: that one stays as it is."""
+        open_accounts(self.srv, ["dM"])
+        d = self.session()
+        d.login("dM")
+        bad = [("m_no_price", {"limit_price": None}),  # a LIMIT order needs a price
+               ("m_dir", {"direction": "UP"}),
+               ("m_frac", {"volume": 1.5}),
+               ("m_tc", {"time_condition": "GFS"})]
+        for oid, kw in bad:
+            msg = {"aid": "insert_order", "user_id": "dM", "order_id": oid, "exchange_id": "CFFEX",
+                   "instrument_id": "IF2501", "direction": "BUY", "offset": "OPEN", "volume": 1,
+                   "price_type": "LIMIT", "limit_price": 3700.0, "volume_condition": "ANY",
+                   "time_condition": "GFD"}
+            msg.update(kw)
+            msg = {k: v for k, v in msg.items() if v is not None}
+            d.send(msg)
+            d.settle()
+            o = d.tree["trade"]["dM"].get("orders", {}).get(oid)
+            self.assertIsNotNone(o, f"malformed order {oid} not shown")
+            self.assertEqual((o["order_id"], o["status"]), (oid, "FINISHED"), o)
+            self.assertTrue(o["last_msg"], o)
+            self.assertEqual((d.notifies[-1]["level"], d.notifies[-1]["code"]), ("ERROR", 1008),
+                             (oid, d.notifies[-1]))
+        # a malformed order reusing a live order's id: a notify, and the live order untouched
+        self.insert(d, "m_live", user="dM", limit_price=3700.0)
+        d.settle()
+        self.insert(d, "m_live", user="dM", volume=2.5)
+        d.settle()
+        self.assertEqual(d.notifies[-1]["code"], 1008, d.notifies[-1])
+        o = d.tree["trade"]["dM"]["orders"]["m_live"]
+        self.assertEqual((o["status"], o["volume_left"]), ("ALIVE", 1), o)
+        self.assertEqual(get(self.srv, "/api/account/dM")["balance"], 10_000_000)
+
     def test_unknown_aids_are_ignored(self):
         d = self.session()
         d.login("dH")

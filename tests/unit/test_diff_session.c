@@ -337,6 +337,12 @@ static void test_parse_messages(void) {
     diff_parse(frac, strlen(frac), &m);
     CHECK_INT(m.aid, DIFF_AID_BAD);
     CHECK_CONTAINS(m.error, "1.5");
+    CHECK_STR(m.order_id, "TQJS_5"); /* a refused order is still named: the client closes it */
+    const char *no_id = "{\"aid\":\"insert_order\",\"instrument_id\":\"CFFEX.IF2501\","
+                        "\"direction\":\"BUY\",\"volume\":1,\"limit_price\":1}";
+    diff_parse(no_id, strlen(no_id), &m);
+    CHECK_INT(m.aid, DIFF_AID_BAD);
+    CHECK_STR(m.order_id, "");
 
     const char *cancel = "{\"aid\":\"cancel_order\",\"user_id\":\"alice\",\"order_id\":\"TQJS_1\"}";
     diff_parse(cancel, strlen(cancel), &m);
