@@ -481,6 +481,29 @@ class DiffProtocolTest(RestCompare, unittest.TestCase):
         self.assertEqual(d.tree["charts"]["del1"]["state"]["view_width"], 9)
         self.assertNotIn("left_kline_id", d.tree["charts"]["del1"]["state"], d.tree["charts"])
 
+    def test_short_ids_are_followed_like_full_ids(self):
+        """SPEC 2: short ids ("IH2501") are aliases everywhere. A quote subscribed and a chart
+        set by the short id keep following the market, under the name the client used."""
+        d = self.session()
+        d.send({"aid": "subscribe_quote", "ins_list": "IH2501"})
+        d.send({"aid": "set_chart", "chart_id": "short", "ins_list": "IH2501",
+                "duration": 60_000_000_000, "view_width": 5})
+        d.settle()
+        volume = d.tree["quotes"]["IH2501"]["volume"]
+        # (other tests leave orders in this book: a trade happens, at whatever price)
+        order(self.srv, "dA", "IH2501", "SELL", "OPEN", 1, 2815.0)
+        order(self.srv, "dD", "IH2501", "BUY", "OPEN", 1, 2815.0)
+        d.settle()
+        tick = get(self.srv, "/api/market/tick/IH2501")
+        self.assertGreater(tick["volume"], volume)
+        q = d.tree["quotes"]["IH2501"]
+        self.assertEqual((q["last_price"], q["volume"]), (tick["last_price"], tick["volume"]),
+                         "the quote subscribed by its short id went stale")
+        bars = d.tree["klines"]["IH2501"]["60000000000"]
+        last = bars["data"][str(bars["last_id"])]
+        self.assertEqual(last["close"], tick["last_price"], bars)
+        self.assertEqual(d.tree["charts"]["short"]["right_id"], bars["last_id"])
+
     def test_a_client_that_never_peeks(self):
         d = self.session()
         d.login("dE")
