@@ -2,7 +2,6 @@
 #include "server/diff_session.h"
 
 #include "proto/codec.h"
-#include "proto/merge_patch.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,25 +27,50 @@ void diff_session_free(diff_session *d) {
     d->owed = d->notifies = d->forgotten = NULL;
 }
 
-/* Folds patch into *target, replacing the reference when the root changes. */
-static int fold(json_t **target, const json_t *patch) {
-    json_t *next = merge_patch_apply(*target, patch);
-    if (next == NULL) return -1;
-    json_decref(*target);
-    *target = next;
+/* Folds patch into owed, so that the client applying `drops` then `owed` ends where applying
+ * every patch folded so far, one by one, would have taken it. Applying one patch to another
+ * (RFC 7386 itself) is not that: it would erase a null (a deletion the client must see) and
+ * merge an object set anew into the old one the client still holds. So a null is kept in owed,
+ * and a member that owed deletes or replaces with a scalar, and that a patch then sets to an
+ * object, is deleted first through `drops` (the same tree of nulls, sent in an element before
+ * owed). drops is NULL below a member drops already deletes: nothing under it survives anyway. */
+static int compose(json_t *owed, json_t *drops, const json_t *patch) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)patch, key, v) {
+        json_t *cur = json_object_get(owed, key);
+        if (json_is_object(v) && json_is_object(cur)) {
+            json_t *below = drops ? json_object_get(drops, key) : NULL;
+            bool made = false;
+            if (drops && below == NULL) {
+                below = json_object();
+                made = true;
+                if (below == NULL || json_object_set_new(drops, key, below) != 0) return -1;
+            }
+            int rc = compose(cur, json_is_object(below) ? below : NULL, v);
+            if (made && json_object_size(below) == 0) json_object_del(drops, key);
+            if (rc != 0) return -1;
+            continue;
+        }
+        if (json_is_object(v) && cur != NULL && drops != NULL &&
+            json_object_set_new(drops, key, json_null()) != 0)
+            return -1;
+        json_t *copy = json_deep_copy(v);
+        if (copy == NULL || json_object_set_new(owed, key, copy) != 0) return -1;
+    }
     return 0;
 }
 
 int diff_session_merge(diff_session *d, const json_t *patch) {
     if (!json_is_object(patch)) return -1;
     const json_t *notify = json_object_get(patch, "notify");
-    if (notify == NULL) return fold(&d->owed, patch);
+    if (notify == NULL) return compose(d->owed, d->forgotten, patch);
     json_t *rest = json_copy((json_t *)patch); /* shallow: only the top level changes */
     if (rest == NULL) return -1;
     json_object_del(rest, "notify");
-    int rc = fold(&d->owed, rest);
+    int rc = compose(d->owed, d->forgotten, rest);
     json_decref(rest);
-    if (rc == 0 && json_is_object(notify)) rc = fold(&d->notifies, notify);
+    if (rc == 0 && json_is_object(notify)) rc = compose(d->notifies, NULL, notify);
     return rc;
 }
 
@@ -115,7 +139,12 @@ int diff_session_notify(diff_session *d, const char *level, int code, const char
 
 int diff_session_forget_trade(diff_session *d, const char *user_key) {
     json_object_del(json_object_get(d->owed, "trade"), user_key);
-    return json_object_set_new(d->forgotten, user_key, json_null());
+    json_t *drops = json_object_get(d->forgotten, "trade");
+    if (!json_is_object(drops)) {
+        drops = json_object();
+        if (drops == NULL || json_object_set_new(d->forgotten, "trade", drops) != 0) return -1;
+    }
+    return json_object_set_new(drops, user_key, json_null());
 }
 
 static bool nothing_owed(const diff_session *d) {
@@ -134,9 +163,8 @@ bool diff_session_ready(const diff_session *d) {
 char *diff_session_take(diff_session *d, size_t *len) {
     json_t *data = json_array();
     if (data == NULL) return NULL;
-    /* a merge patch cannot both drop trade.<old> and be folded into: the drop goes first */
-    if (json_object_size(d->forgotten) > 0)
-        json_array_append_new(data, json_pack("{s:O}", "trade", d->forgotten));
+    /* a merge patch cannot both delete a member and set it anew: the deletions go first */
+    if (json_object_size(d->forgotten) > 0) json_array_append(data, d->forgotten);
     if (json_object_size(d->owed) > 0) json_array_append(data, d->owed);
     /* a notify travels in an element of its own: clients drop an element holding one whole */
     if (json_object_size(d->notifies) > 0)
@@ -236,8 +264,14 @@ static void parse_insert(const json_t *j, diff_message *m) {
     int v;
     memset(o, 0, sizeof *o);
     if (codec_get_string(j, "order_id", o->order_id, sizeof o->order_id, true, msg, sizeof msg) !=
-            CODEC_FIELD_OK ||
-        codec_get_string(j, "exchange_id", exchange, sizeof exchange, false, msg, sizeof msg) ==
+        CODEC_FIELD_OK) {
+        o->order_id[0] = '\0';
+        bad(m, ERR_INVALID_ORDER, "%s", msg);
+        return;
+    }
+    /* known from here on even if the order is refused: the refusal closes it in the client */
+    snprintf(m->order_id, sizeof m->order_id, "%s", o->order_id);
+    if (codec_get_string(j, "exchange_id", exchange, sizeof exchange, false, msg, sizeof msg) ==
             CODEC_FIELD_ERROR ||
         codec_get_string(j, "instrument_id", ins, sizeof ins, true, msg, sizeof msg) !=
             CODEC_FIELD_OK ||
@@ -245,7 +279,6 @@ static void parse_insert(const json_t *j, diff_message *m) {
         bad(m, ERR_INVALID_ORDER, "%s", msg);
         return;
     }
-    snprintf(m->order_id, sizeof m->order_id, "%s", o->order_id);
     if (!full_instrument_id(exchange, ins, o->instrument_id, sizeof o->instrument_id)) {
         bad(m, ERR_INSTRUMENT_NOT_FOUND, "instrument id too long: %s", ins);
         return;

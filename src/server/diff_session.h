@@ -29,9 +29,11 @@ typedef struct diff_chart {
 } diff_chart;
 
 typedef struct diff_session {
-    json_t *owed;      /* merge patch not yet sent (an object) */
-    json_t *notifies;  /* notify.<id> not yet sent (an object) */
-    json_t *forgotten; /* trade.<key> the client must drop: {key: null, ...}, sent first */
+    json_t *owed;     /* merge patch not yet sent (an object) */
+    json_t *notifies; /* notify.<id> not yet sent (an object) */
+    /* deletions the client must apply before what is owed (a tree of nulls, sent first): a
+     * trade.<key> it must drop, a member deleted and then set anew */
+    json_t *forgotten;
     bool peek_waiting;
     /* login_pending: a req_login is being checked (password, token, the engine's ownership
      * check). Until the engine accepts it nothing of its account reaches the session, and the
@@ -106,7 +108,8 @@ typedef struct diff_message {
     int n_ins;
     /* set_chart */
     diff_chart chart;
-    /* insert_order (account_id left empty: the session's account acts), cancel_order */
+    /* insert_order (account_id left empty: the session's account acts), cancel_order;
+     * order_id is also set for an insert_order refused after its order_id was read */
     order_request order;
     char order_id[QAEX_ID_LEN];
     /* req_transfer: positive is bank -> futures */

@@ -771,7 +771,7 @@ static void deliver_to_topic(gateway *g, topic_kind kind, const char *name, shar
         for (uint32_t i = 0; i < t->n && diff_patch; i++) {
             session *s = conn_find(g, t->conns[i]);
             if (s == NULL || s->diff == NULL) continue;
-            if (r->channel == CHANNEL_DIFF_QUOTE && diff_session_idle(s->diff) &&
+            if (r->channel == CHANNEL_DIFF_QUOTE && r->body && diff_session_idle(s->diff) &&
                 diff_session_quotes(s->diff, r->topic)) {
                 if (direct == NULL) {
                     static const char head[] = "{\"aid\":\"rtn_data\",\"data\":[", tail[] = "]}";
@@ -820,6 +820,22 @@ static void deliver_push(gateway *g, const reply *r) {
     if (r->channel & CHANNELS_DIFF) { /* parsed once, folded into each session's patch */
         json_t *patch = json_loadb(r->body, r->len, 0, NULL);
         deliver_to_topic(g, topic_of(r), r->topic, NULL, r, patch);
+        /* a quote or chart asked for by the short alias ("IF2501") is kept under that name in
+         * the client's tree: the patch goes to those sessions renamed (and never as the shared
+         * text, which names the full id) */
+        const char *dot = r->kind == REPLY_PUSH_INSTRUMENT ? strchr(r->topic, '.') : NULL;
+        const char *section = r->channel == CHANNEL_DIFF_QUOTE   ? "quotes"
+                              : r->channel == CHANNEL_DIFF_KLINE ? "klines"
+                                                                 : NULL;
+        if (dot && section && patch && topic_find(g, TOPIC_INSTRUMENT, dot + 1, false)) {
+            reply alias = *r;
+            snprintf(alias.topic, sizeof alias.topic, "%s", dot + 1);
+            alias.body = NULL;
+            json_t *renamed = json_pack("{s:{s:O}}", section, dot + 1,
+                                        json_object_get(json_object_get(patch, section), r->topic));
+            if (renamed) deliver_to_topic(g, TOPIC_INSTRUMENT, dot + 1, NULL, &alias, renamed);
+            json_decref(renamed);
+        }
         json_decref(patch);
         return;
     }
@@ -2837,6 +2853,18 @@ static void diff_message_in(gateway *g, session *s, const char *text, size_t len
             submit(g, s, &rq);
             break;
         case DIFF_AID_BAD:
+            if (d->logged_in && strcmp(m->aid_text, "insert_order") == 0 && m->order_id[0]) {
+                /* the client shows the order ALIVE until told otherwise: the engine thread
+                 * closes it with the refusal, unless the id names an order that exists */
+                rq.route = ROUTE_DIFF_INSERT; /* cmd.type 0: a refusal, never a command */
+                copy_id(rq.cmd.u.order.account_id, sizeof rq.cmd.u.order.account_id, d->account_id);
+                copy_id(rq.cmd.u.order.order_id, sizeof rq.cmd.u.order.order_id, m->order_id);
+                copy_id(rq.key2, sizeof rq.key2, d->user_key);
+                rq.num1 = m->error_code;
+                rq.extra = strdup(m->error);
+                if (rq.extra && submit(g, s, &rq)) break;
+                free(rq.extra);
+            }
             diff_notify_error(s, m->error_code, m->error);
             break;
         case DIFF_AID_IGNORED:

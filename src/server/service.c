@@ -646,6 +646,23 @@ static json_t *trades_page(const engine *e, const account *a, const request *rq)
                      "summary", "volume", volume, "commission", commission, "close_profit", profit);
 }
 
+/* An insert_order the gateway could not read past its order id (a field missing or of the
+ * wrong kind, rq->num1 the code, rq->extra the reason). DIFF clients show an order ALIVE from
+ * the moment they send it, so it is closed: FINISHED with the reason, with only what is sure of
+ * it. An id that names an order of the account leaves that order as it is: a notify only. */
+static void diff_refused_insert(service *s, const request *rq) {
+    const order_request *o = &rq->cmd.u.order;
+    const char *why = rq->extra ? rq->extra : "invalid order";
+    const account *a = engine_account_find(s->e, o->account_id);
+    json_t *answer = json_pack("{s:o}", "notify", diff_notify(s, "ERROR", (int)rq->num1, why));
+    if (answer && a && engine_order_find(s->e, a, o->order_id) == NULL)
+        json_object_set_new(answer, "trade",
+                            json_pack("{s:{s:{s:{s:s, s:s, s:s, s:I}}}}", rq->key2, "orders",
+                                      o->order_id, "order_id", o->order_id, "status", "FINISHED",
+                                      "last_msg", why, "insert_date_time", (json_int_t)s->now_ns));
+    send_json(s, rq, REPLY_WS, codec_http_status((int)rq->num1), answer);
+}
+
 static void handle_query(service *s, const request *rq) {
     const engine *e = s->e;
     const account *a;
@@ -807,6 +824,10 @@ static void handle_query(service *s, const request *rq) {
                            : NULL);
             break;
         }
+        case ROUTE_DIFF_INSERT: /* refused by the gateway: only its order id is known */
+            diff_refused_insert(s, rq);
+            free(rq->extra);
+            break;
         case ROUTE_DIFF_LOGOUT:
             if ((a = engine_account_find(e, rq->key)))
                 diff_watch(s, (uint32_t)(a - engine_account_at(e, 0)), -1);

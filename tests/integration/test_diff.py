@@ -336,6 +336,42 @@ class DiffProtocolTest(RestCompare, unittest.TestCase):
         d.settle()
         self.assertEqual(d.notifies[-1]["code"], 3001, d.notifies[-1])
 
+    def test_malformed_orders_are_finished_with_a_notify(self):
+        """An insert_order refused before it reaches the engine (a field missing or of the wrong
+        kind) still closes the client's ALIVE placeholder of it, unless its id names an order
+        that exists: that one stays as it is."""
+        open_accounts(self.srv, ["dM"])
+        d = self.session()
+        d.login("dM")
+        bad = [("m_no_price", {"limit_price": None}),  # a LIMIT order needs a price
+               ("m_dir", {"direction": "UP"}),
+               ("m_frac", {"volume": 1.5}),
+               ("m_tc", {"time_condition": "GFS"})]
+        for oid, kw in bad:
+            msg = {"aid": "insert_order", "user_id": "dM", "order_id": oid, "exchange_id": "CFFEX",
+                   "instrument_id": "IF2501", "direction": "BUY", "offset": "OPEN", "volume": 1,
+                   "price_type": "LIMIT", "limit_price": 3700.0, "volume_condition": "ANY",
+                   "time_condition": "GFD"}
+            msg.update(kw)
+            msg = {k: v for k, v in msg.items() if v is not None}
+            d.send(msg)
+            d.settle()
+            o = d.tree["trade"]["dM"].get("orders", {}).get(oid)
+            self.assertIsNotNone(o, f"malformed order {oid} not shown")
+            self.assertEqual((o["order_id"], o["status"]), (oid, "FINISHED"), o)
+            self.assertTrue(o["last_msg"], o)
+            self.assertEqual((d.notifies[-1]["level"], d.notifies[-1]["code"]), ("ERROR", 1008),
+                             (oid, d.notifies[-1]))
+        # a malformed order reusing a live order's id: a notify, and the live order untouched
+        self.insert(d, "m_live", user="dM", limit_price=3700.0)
+        d.settle()
+        self.insert(d, "m_live", user="dM", volume=2.5)
+        d.settle()
+        self.assertEqual(d.notifies[-1]["code"], 1008, d.notifies[-1])
+        o = d.tree["trade"]["dM"]["orders"]["m_live"]
+        self.assertEqual((o["status"], o["volume_left"]), ("ALIVE", 1), o)
+        self.assertEqual(get(self.srv, "/api/account/dM")["balance"], 10_000_000)
+
     def test_unknown_aids_are_ignored(self):
         d = self.session()
         d.login("dH")
@@ -420,6 +456,53 @@ class DiffProtocolTest(RestCompare, unittest.TestCase):
         self.assertEqual(d.notifies[-1]["level"], "ERROR")
         self.assertEqual(d.notifies[-1]["code"], 2004, d.notifies[-1])
         self.assert_matches_rest(self.srv, d.tree, "dG")
+
+    def test_deleting_a_chart_reaches_the_client(self):
+        """set_chart with view_width 0 deletes charts.<id> in the client's tree (a null in the
+        rtn_data), also when the chart is deleted and made anew between two peeks."""
+        d = self.session()
+        chart = {"aid": "set_chart", "chart_id": "del1", "ins_list": "CFFEX.IH2501",
+                 "duration": 60_000_000_000, "view_width": 5}
+        d.send(chart)
+        d.send({"aid": "set_chart", "chart_id": "keep", "ins_list": "CFFEX.IH2501",
+                "duration": 3_000_000_000, "view_width": 5})
+        d.settle()
+        self.assertEqual(set(d.tree["charts"]), {"del1", "keep"}, d.tree.get("charts"))
+        d.send(dict(chart, view_width=0))
+        d.settle()
+        self.assertEqual(set(d.tree["charts"]), {"keep"}, "a deleted chart stayed in the tree")
+        # made anew with other settings, then deleted and made again before the next peek: the
+        # client holds only the last request, not a merge of the old state into it
+        d.send(dict(chart, view_width=7, left_kline_id=3))
+        d.settle()
+        d.send(dict(chart, view_width=0))
+        d.send(dict(chart, view_width=9))
+        d.settle()
+        self.assertEqual(d.tree["charts"]["del1"]["state"]["view_width"], 9)
+        self.assertNotIn("left_kline_id", d.tree["charts"]["del1"]["state"], d.tree["charts"])
+
+    def test_short_ids_are_followed_like_full_ids(self):
+        """SPEC 2: short ids ("IH2501") are aliases everywhere. A quote subscribed and a chart
+        set by the short id keep following the market, under the name the client used."""
+        d = self.session()
+        d.send({"aid": "subscribe_quote", "ins_list": "IH2501"})
+        d.send({"aid": "set_chart", "chart_id": "short", "ins_list": "IH2501",
+                "duration": 60_000_000_000, "view_width": 5})
+        d.settle()
+        volume = d.tree["quotes"]["IH2501"]["volume"]
+        # (other tests leave orders in this book: a trade happens, at whatever price)
+        order(self.srv, "dA", "IH2501", "SELL", "OPEN", 1, 2815.0)
+        order(self.srv, "dD", "IH2501", "BUY", "OPEN", 1, 2815.0)
+        d.settle()
+        tick = get(self.srv, "/api/market/tick/IH2501")
+        self.assertGreater(tick["volume"], volume)
+        q = d.tree["quotes"]["IH2501"]
+        self.assertEqual((q["last_price"], q["volume"]), (tick["last_price"], tick["volume"]),
+                         "the quote subscribed by its short id went stale")
+        bars = d.tree["klines"]["IH2501"]["60000000000"]
+        last = bars["data"][str(bars["last_id"])]
+        self.assertEqual(last["close"], tick["last_price"], bars)
+        self.assertEqual(d.tree["charts"]["short"]["right_id"], bars["last_id"])
 
     def test_a_client_that_never_peeks(self):
         d = self.session()

@@ -2,6 +2,7 @@
  * coalescing many patches into one rtn_data, notifies in an element of their own, bounded memory
  * for a client that never peeks, chart windows, and every aid with its errors. */
 #include "check.h"
+#include "proto/merge_patch.h"
 #include "server/diff_session.h"
 
 #include <jansson.h>
@@ -172,6 +173,56 @@ static void test_switch_forgets_the_old_account(void) {
     diff_session_free(&d);
 }
 
+/* What the client holds after every rtn_data equals what it would hold had each patch been sent
+ * on its own, deletions included: a null (a deleted chart) must reach the client, and a member
+ * deleted then set again before a peek must not keep the old member's fields. */
+static void test_deletions_survive_coalescing(void) {
+    static const char *const steps[][2] = {
+        /* {patch, "peek" after it or NULL} */
+        {"{\"charts\":{\"c1\":{\"left_id\":1,\"state\":{\"view_width\":5}},\"c2\":{\"x\":1}}}",
+         "peek"},
+        {"{\"charts\":{\"c1\":null}}", "peek"}, /* set_chart with view_width 0 */
+        {"{\"charts\":{\"c2\":{\"y\":2}}}", NULL},
+        {"{\"charts\":{\"c2\":null}}", "peek"}, /* owed c2.y, then c2 deleted */
+        {"{\"charts\":{\"c3\":{\"a\":1,\"b\":{\"c\":1}}}}", "peek"},
+        {"{\"charts\":{\"c3\":null}}", NULL},
+        {"{\"charts\":{\"c3\":{\"b\":{\"d\":2}}}}", "peek"}, /* deleted, then made anew */
+        {"{\"k\":5}", NULL},
+        {"{\"k\":{\"e\":1}}", "peek"}, /* a scalar replaced by an object */
+        {"{\"ins_list\":\"A\",\"quotes\":{\"A\":{\"p\":1,\"q\":2}}}", NULL},
+        {"{\"quotes\":{\"A\":{\"q\":null}}}", NULL},
+        {"{\"quotes\":{\"A\":{\"q\":3}}}", NULL},
+        {"{\"quotes\":{\"A\":{\"p\":null}}}", "peek"},
+    };
+    diff_session d;
+    CHECK_INT(diff_session_init(&d), 0);
+    json_t *truth = json_object(), *client = json_object();
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        json_t *p = parse(steps[i][0]);
+        json_t *next = merge_patch_apply(truth, p);
+        json_decref(truth);
+        truth = next;
+        CHECK_INT(diff_session_merge(&d, p), 0);
+        json_decref(p);
+        if (steps[i][1] == NULL) continue;
+        d.peek_waiting = true;
+        json_t *data = take_data(&d);
+        CHECK_INT(merge_patch_apply_all(&client, data), 0);
+        json_decref(data);
+        if (!json_equal(client, truth)) {
+            char *c = json_dumps(client, JSON_COMPACT | JSON_SORT_KEYS);
+            char *t = json_dumps(truth, JSON_COMPACT | JSON_SORT_KEYS);
+            fprintf(stderr, "after step %zu the client holds %s, not %s\n", i, c, t);
+            free(c);
+            free(t);
+            CHECK(false);
+        }
+    }
+    json_decref(truth);
+    json_decref(client);
+    diff_session_free(&d);
+}
+
 static void test_klines_only_charted_periods(void) {
     diff_session d;
     CHECK_INT(diff_session_init(&d), 0);
@@ -286,6 +337,12 @@ static void test_parse_messages(void) {
     diff_parse(frac, strlen(frac), &m);
     CHECK_INT(m.aid, DIFF_AID_BAD);
     CHECK_CONTAINS(m.error, "1.5");
+    CHECK_STR(m.order_id, "TQJS_5"); /* a refused order is still named: the client closes it */
+    const char *no_id = "{\"aid\":\"insert_order\",\"instrument_id\":\"CFFEX.IF2501\","
+                        "\"direction\":\"BUY\",\"volume\":1,\"limit_price\":1}";
+    diff_parse(no_id, strlen(no_id), &m);
+    CHECK_INT(m.aid, DIFF_AID_BAD);
+    CHECK_STR(m.order_id, "");
 
     const char *cancel = "{\"aid\":\"cancel_order\",\"user_id\":\"alice\",\"order_id\":\"TQJS_1\"}";
     diff_parse(cancel, strlen(cancel), &m);
@@ -325,6 +382,7 @@ int main(void) {
     RUN_TEST(test_never_peeking_is_bounded);
     RUN_TEST(test_trade_needs_login);
     RUN_TEST(test_switch_forgets_the_old_account);
+    RUN_TEST(test_deletions_survive_coalescing);
     RUN_TEST(test_klines_only_charted_periods);
     RUN_TEST(test_parse_messages);
     return CHECK_REPORT();
