@@ -78,7 +78,8 @@ typedef enum route {
     /* DIFF: replies are merge patches of the DIFF tree (key2 = the login's user key) */
     ROUTE_DIFF_LOGIN,  /* key account: its whole trade subtree, and pushes from now on */
     ROUTE_DIFF_LOGOUT, /* key account: a DIFF session of it ended (no reply) */
-    ROUTE_DIFF_INSERT,
+    ROUTE_DIFF_INSERT, /* with no command: an insert_order the gateway could not read (key
+                        * order id, message the reason), closed FINISHED in the client */
     ROUTE_DIFF_CANCEL,
     ROUTE_DIFF_TRANSFER,
     ROUTE_DIFF_QUOTE, /* key instrument: its quote */
