@@ -111,15 +111,18 @@ static json_t *positions_tree(const engine *e, const account *acc) {
     return obj;
 }
 
-json_t *diff_trade_tree(const engine *e, const account *acc, const char *user_key) {
-    char day[16];
-    trading_day_compact(e, day);
-    json_t *orders = json_object(), *trades = json_object();
+static json_t *orders_tree(const engine *e, const account *acc) {
+    json_t *orders = json_object();
     for (const order *o = engine_order_first(e, acc); o && orders; o = engine_order_next(e, o))
         if (json_object_set_new(orders, o->order_id, diff_order(e, o)) != 0) {
             json_decref(orders);
             orders = NULL;
         }
+    return orders;
+}
+
+static json_t *trades_tree(const engine *e, const account *acc) {
+    json_t *trades = json_object();
     for (const trade *t = engine_trade_first(e, acc); t && trades; t = engine_trade_next(e, t)) {
         char key[32];
         diff_trade_key(t, key, sizeof key);
@@ -128,6 +131,26 @@ json_t *diff_trade_tree(const engine *e, const account *acc, const char *user_ke
             trades = NULL;
         }
     }
+    return trades;
+}
+
+json_t *diff_day_tree(const engine *e, const account *acc) {
+    char day[16];
+    trading_day_compact(e, day);
+    json_builder session = jb_new();
+    jb_str(&session, "trading_day", day);
+    json_builder b = jb_new();
+    jb_str(&b, "trading_day", day);
+    jb_put(&b, "session", jb_done(&session));
+    jb_put(&b, "orders", orders_tree(e, acc));
+    jb_put(&b, "trades", trades_tree(e, acc));
+    return jb_done(&b);
+}
+
+json_t *diff_trade_tree(const engine *e, const account *acc, const char *user_key) {
+    char day[16];
+    trading_day_compact(e, day);
+    json_t *orders = orders_tree(e, acc), *trades = trades_tree(e, acc);
     json_builder session = jb_new();
     jb_str(&session, "user_id", user_key);
     jb_str(&session, "trading_day", day);

@@ -22,6 +22,10 @@
  * accounts {CNY}, positions, orders (live and retained), trades (retained). */
 json_t *diff_trade_tree(const engine *e, const account *acc, const char *user_key);
 
+/* What a new trading day changes in that subtree: trading_day (also under session), and the
+ * orders and trades still in memory once the settlement dropped the day's finished ones. */
+json_t *diff_day_tree(const engine *e, const account *acc);
+
 /* accounts.CNY: the QIFI account fields (codec_account). */
 json_t *diff_account(const engine *e, const account *acc);
 /* orders.<order_id>: order_id, exchange_order_id, exchange_id, instrument_id, direction, offset,

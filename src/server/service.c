@@ -336,6 +336,21 @@ static void diff_flush(service *s) {
     json_object_clear(s->diff_accounts);
 }
 
+/* A settlement starts a new trading day and drops the day's finished orders and trades from
+ * memory. A merge patch cannot say "keep only these", so each watched account's client first
+ * forgets its orders and trades, then gets what remains with the new trading day: its tree
+ * stays what REST shows. The command's earlier patches go first, as they happened first. */
+static void diff_new_day(service *s) {
+    diff_flush(s);
+    for (uint32_t i = 0; i < s->n_diff_watched; i++) {
+        const account *a = engine_account_of(s->e, s->diff_watched[i]);
+        queue_push(s, REPLY_PUSH_ACCOUNT, CHANNEL_DIFF_TRADE, a->account_id,
+                   json_pack("{s:n, s:n}", "orders", "trades"));
+        queue_push(s, REPLY_PUSH_ACCOUNT, CHANNEL_DIFF_TRADE, a->account_id,
+                   diff_day_tree(s->e, a));
+    }
+}
+
 /* The change from the quote last sent for an instrument to `now` (stolen), which becomes the
  * last sent. */
 static json_t *diff_quote_delta(service *s, const char *id, json_t *now) {
@@ -394,6 +409,9 @@ static void on_event(void *ctx, const engine_event *ev) {
             }
             case EV_TICK:
                 diff_reprice(s, ev->instrument);
+                break;
+            case EV_SETTLEMENT:
+                diff_new_day(s);
                 break;
             default:
                 break;

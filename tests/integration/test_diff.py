@@ -541,6 +541,51 @@ class DiffProtocolTest(RestCompare, unittest.TestCase):
             self.assertLess(rss_after - rss_before, 64 * 1024)
 
 
+class DiffNewDayTest(RestCompare, unittest.TestCase):
+    def test_settlement_starts_a_new_day_in_the_tree(self):
+        """A settlement drops the day's finished orders and trades from memory and moves the
+        trading day: a logged-in client's tree follows (orders and trades that REST no longer
+        shows are deleted, the good-till-cancelled order stays, trading_day moves), and the
+        next day's trading reaches it as before."""
+        srv = Server()
+        self.addCleanup(srv.close)
+        open_accounts(srv, ["nA", "nB"])
+        d = Diff(srv.port)
+        self.addCleanup(d.close)
+        d.next(5.0)
+        d.login("nA")
+        day0 = d.tree["trade"]["nA"]["trading_day"]
+        d.send({"aid": "insert_order", "user_id": "nA", "order_id": "gtc1", "exchange_id": "CFFEX",
+                "instrument_id": "IF2501", "direction": "BUY", "offset": "OPEN", "volume": 1,
+                "price_type": "LIMIT", "limit_price": 3790.0, "volume_condition": "ANY",
+                "time_condition": "GTC"})
+        day_order = order(srv, "nA", "IF2501", "BUY", "OPEN", 2, 3800.0)["order_id"]
+        order(srv, "nB", "IF2501", "SELL", "OPEN", 1, 3800.0)
+        d.settle()
+        t = d.tree["trade"]["nA"]
+        self.assertEqual(set(t["orders"]), {"gtc1", day_order})
+        self.assertEqual(len(t["trades"]), 1)
+        ok(srv, "POST", "/admin/settlement/set-price",
+           {"instrument_id": "IF2501", "settlement_price": 3810.0})
+        ok(srv, "POST", "/admin/settlement/execute", {})
+        d.settle()
+        t = d.tree["trade"]["nA"]
+        self.assertRegex(t["trading_day"], r"^\d{8}$")
+        self.assertGreater(t["trading_day"], day0)
+        self.assertEqual(t["session"]["trading_day"], t["trading_day"])
+        self.assertEqual(set(t["orders"]), {"gtc1"}, "the day's orders stayed in the tree")
+        self.assertEqual(t["orders"]["gtc1"]["status"], "ALIVE")
+        self.assertEqual(t["trades"], {}, "the day's trades stayed in the tree")
+        self.assertEqual(t["positions"]["CFFEX.IF2501"]["volume_long_his"], 1)
+        self.assert_matches_rest(srv, d.tree, "nA")
+        order(srv, "nB", "IF2501", "SELL", "OPEN", 1, 3790.0)
+        d.settle()
+        t = d.tree["trade"]["nA"]
+        self.assertEqual(t["orders"]["gtc1"]["status"], "FINISHED")
+        self.assertEqual(len(t["trades"]), 1)
+        self.assert_matches_rest(srv, d.tree, "nA")
+
+
 # ---------------------------------------------------------------- (b) the official SDK
 
 def run_tq(srv, script, timeout=90):
