@@ -2750,6 +2750,13 @@ static void diff_subscribe(gateway *g, session *s, const diff_message *m) {
     diff_wake(s);
 }
 
+/* charts.<id> goes from the client's tree (a null in the next rtn_data). */
+static void diff_forget_chart(diff_session *d, const char *chart_id) {
+    json_t *gone = json_pack("{s:{s:n}}", "charts", chart_id);
+    if (gone) diff_session_merge(d, gone);
+    json_decref(gone);
+}
+
 static void diff_set_chart(gateway *g, session *s, const diff_message *m, const char *text,
                            size_t len) {
     diff_session *d = s->diff;
@@ -2761,9 +2768,7 @@ static void diff_set_chart(gateway *g, session *s, const diff_message *m, const 
             d->charts[at] = d->charts[--d->n_charts];
             g->diff_charts--;
         }
-        json_t *gone = json_pack("{s:{s:n}}", "charts", m->chart.chart_id);
-        if (gone) diff_session_merge(d, gone);
-        json_decref(gone);
+        diff_forget_chart(d, m->chart.chart_id);
     } else {
         if (at < 0 && d->n_charts == DIFF_MAX_CHARTS) {
             diff_notify_error(s, ERR_BAD_MESSAGE, "too many charts on one session (at most 8)");
@@ -2772,6 +2777,10 @@ static void diff_set_chart(gateway *g, session *s, const diff_message *m, const 
         if (at < 0) {
             at = d->n_charts++;
             g->diff_charts++;
+        } else {
+            /* a new request for the same id replaces the old one: nothing of the old state (a
+             * left_kline_id the new one does not name) may stay merged into the new */
+            diff_forget_chart(d, m->chart.chart_id);
         }
         d->charts[at] = m->chart;
         d->charts[at].left_id = d->charts[at].right_id = -1;

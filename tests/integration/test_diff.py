@@ -480,6 +480,16 @@ class DiffProtocolTest(RestCompare, unittest.TestCase):
         d.settle()
         self.assertEqual(d.tree["charts"]["del1"]["state"]["view_width"], 9)
         self.assertNotIn("left_kline_id", d.tree["charts"]["del1"]["state"], d.tree["charts"])
+        # a new request for a chart id replaces the old one without a deletion in between
+        d.send(dict(chart, view_width=4, left_kline_id=2))
+        d.settle()
+        self.assertEqual(d.tree["charts"]["del1"]["state"]["left_kline_id"], 2)
+        d.send(dict(chart, view_width=6))
+        d.settle()
+        state = d.tree["charts"]["del1"]["state"]
+        self.assertEqual(state["view_width"], 6)
+        self.assertNotIn("left_kline_id", state, "the old request stayed merged into the new")
+        self.assertIn("right_id", d.tree["charts"]["del1"])
 
     def test_short_ids_are_followed_like_full_ids(self):
         """SPEC 2: short ids ("IH2501") are aliases everywhere. A quote subscribed and a chart
