@@ -1256,6 +1256,18 @@ static bool kline_args(session *s, const char *period_text, request *rq) {
            query_int_in(s, "end=", 0, 0, INT64_MAX, &rq->end_ms);
 }
 
+/* A date URL argument (start_date=, end_date=): absent, or a calendar date YYYY-MM-DD. The
+ * filters compare dates as text, so any other spelling ("2025-1-5", "2025/01/05", "20250105")
+ * would select the wrong days and answer 200 with them: false (and the 400 is sent) instead,
+ * naming the argument and the value. */
+static bool query_date(session *s, const char *name, char *out, size_t cap) {
+    int got = url_arg_get(s->wsi, name, out, cap);
+    if (got == 0 || (got == 1 && codec_valid_date(out))) return true;
+    respond_error(s, 400, ERR_BAD_MESSAGE, "%.*s must be a date YYYY-MM-DD, got '%s'",
+                  (int)strlen(name) - 1, name, got < 0 ? "a longer value" : out);
+    return false;
+}
+
 static void query_str(session *s, const char *name, char *out, size_t cap) {
     if (url_arg_get(s->wsi, name, out, cap) < 0) url_arg_too_long(s, name, cap);
 }
@@ -1417,8 +1429,11 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
                 respond_error(s, 500, ERR_INTERNAL, "out of memory");
                 return;
             }
-            query_str(s, "start_date=", j->start_date, sizeof j->start_date);
-            query_str(s, "end_date=", j->end_date, sizeof j->end_date);
+            if (!query_date(s, "start_date=", j->start_date, sizeof j->start_date) ||
+                !query_date(s, "end_date=", j->end_date, sizeof j->end_date)) {
+                query_job_free(j);
+                return;
+            }
             query_str(s, "interval=", interval, sizeof interval);
             if (interval[0] && strcmp(interval, "day") != 0 && strcmp(interval, "1d") != 0 &&
                 strcmp(interval, "snapshot") != 0 && strcmp(interval, "all") != 0) {
@@ -1471,8 +1486,9 @@ static void route_get(gateway *g, session *s, char **seg, int n) {
             !query_int_in(s, "size=", 20, 1, 1000, &rq.num2))
             return;
         query_str(s, "instrument_id=", rq.key2, sizeof rq.key2);
-        query_str(s, "start_date=", rq.date_from, sizeof rq.date_from);
-        query_str(s, "end_date=", rq.date_to, sizeof rq.date_to);
+        if (!query_date(s, "start_date=", rq.date_from, sizeof rq.date_from) ||
+            !query_date(s, "end_date=", rq.date_to, sizeof rq.date_to))
+            return;
         query_job *j = g->cfg.queries ? query_job_new(QUERY_TRADES_PAGE) : NULL;
         if (j) { /* every trade, from the history store, newest first */
             j->page = rq.num1;
@@ -1651,11 +1667,16 @@ static bool admin_settlement_route(session *s, char **seg, int n, json_t *body, 
     if (s->method == M_GET) {
         if (n == 3 && seg_is(seg, n, 2, "history")) {
             rq->route = ROUTE_ADMIN_SETTLEMENTS;
-            query_str(s, "start_date=", rq->date_from, sizeof rq->date_from);
-            query_str(s, "end_date=", rq->date_to, sizeof rq->date_to);
-            return true;
+            return query_date(s, "start_date=", rq->date_from, sizeof rq->date_from) &&
+                   query_date(s, "end_date=", rq->date_to, sizeof rq->date_to);
         }
         if (n == 4 && seg_is(seg, n, 2, "detail")) {
+            /* a malformed date is bad input, not a day without a settlement (404) */
+            if (!codec_valid_date(seg[3])) {
+                respond_error(s, 400, ERR_BAD_MESSAGE,
+                              "settlement date must be a date YYYY-MM-DD, got '%.40s'", seg[3]);
+                return false;
+            }
             rq->route = ROUTE_ADMIN_SETTLEMENT_DETAIL;
             copy_id(rq->key, sizeof rq->key, seg[3]);
             return true;
@@ -1741,8 +1762,9 @@ static void route_admin(gateway *g, session *s, char **seg, int n) {
             rq.route = ROUTE_ADMIN_MARGIN_SUMMARY;
         } else if (seg_is(seg, n, 2, "liquidations")) {
             rq.route = ROUTE_ADMIN_LIQUIDATIONS;
-            query_str(s, "start_date=", rq.date_from, sizeof rq.date_from);
-            query_str(s, "end_date=", rq.date_to, sizeof rq.date_to);
+            if (!query_date(s, "start_date=", rq.date_from, sizeof rq.date_from) ||
+                !query_date(s, "end_date=", rq.date_to, sizeof rq.date_to))
+                goto done;
         } else {
             ok = false;
         }
@@ -1752,9 +1774,9 @@ static void route_admin(gateway *g, session *s, char **seg, int n) {
             query_str(s, "account_id=", rq.key, sizeof rq.key);
             if (rq.key[0] == '\0') query_str(s, "user_id=", rq.key, sizeof rq.key);
             query_str(s, "type=", rq.key2, sizeof rq.key2);
-            query_str(s, "start_date=", rq.date_from, sizeof rq.date_from);
-            query_str(s, "end_date=", rq.date_to, sizeof rq.date_to);
-            ok = query_int_in(s, "limit=", 100, 1, 100000, &rq.num2);
+            ok = query_date(s, "start_date=", rq.date_from, sizeof rq.date_from) &&
+                 query_date(s, "end_date=", rq.date_to, sizeof rq.date_to) &&
+                 query_int_in(s, "limit=", 100, 1, 100000, &rq.num2);
             if (!ok) goto done;
         } else if (!get && (seg_is(seg, n, 2, "deposit") || seg_is(seg, n, 2, "withdraw"))) {
             char msg[QAEX_MSG_LEN];

@@ -17,7 +17,7 @@ import tempfile
 import time
 import unittest
 
-from qaex import Server, write_token_config
+from qaex import Server, ServerTest, write_token_config
 
 CENT = 0.005
 SECRET = "admin-test-token-secret-0123456789abcdef"
@@ -533,6 +533,51 @@ class CapitalAuditTest(ServerCase):
         self.assertEqual(report["risk"]["total_accounts"], 2)
         self.assertEqual(x.get("/api/monitoring/state", admin)["state_hash"], state["state_hash"])
         self.assertEqual(x.get("/api/admin/audit?limit=1", admin), audit[:1])
+
+
+class AdminInputTest(ServerTest):
+    """Bad input to the operator's routes (open mode, no tokens): a clear 400 naming the value,
+    and nothing changed."""
+
+    def setUp(self):
+        self.x = Exchange(self, self.srv)
+
+    def test_date_filters_are_checked(self):
+        x = self.x
+        for route in ("/admin/settlement/history", "/admin/risk/liquidations",
+                      "/admin/capital/transactions"):
+            for arg in ("start_date", "end_date"):
+                for bad in ("xx", "2025-1-5", "2025/10/05", "20251005", "2025-02-29"):
+                    with self.subTest(route=route, arg=arg, value=bad):
+                        msg = x.err(self.srv.get(f"{route}?{arg}={bad}"), 9003, 400)
+                        self.assertIn(arg, msg)
+                        self.assertIn(bad, msg)
+            x.ok(self.srv.get(f"{route}?start_date=2024-02-29&end_date=2025-10-05"))
+        # a malformed date in the path is bad input; a well-formed one without a settlement
+        # is not found
+        msg = x.err(self.srv.get("/admin/settlement/detail/garbage"), 9003, 400)
+        self.assertIn("garbage", msg)
+        x.err(self.srv.get("/admin/settlement/detail/2030-01-01"), 9007, 404)
+
+    def test_instrument_dates_are_checked(self):
+        x = self.x
+        base = {"contract_multiplier": 10, "price_tick": 1, "pre_settlement": 100}
+        for field, bad in (("list_date", "garbage"), ("expire_date", "2025-99-99"),
+                           ("expire_date", "20250215")):
+            with self.subTest(field=field, value=bad):
+                body = dict(base, instrument_id="TEST.DT01", **{field: bad})
+                msg = x.err(self.srv.post("/admin/instrument/create", body), 9003, 400)
+                self.assertIn(field, msg)
+                self.assertIn(bad, msg)
+        ids = {i["instrument_id"] for i in x.ok(self.srv.get("/admin/instruments"))}
+        self.assertNotIn("TEST.DT01", ids)
+        x.ok(self.srv.post("/admin/instrument/create", dict(
+            base, instrument_id="TEST.DT01", list_date="2025-02-01", expire_date="2025-02-15")))
+        msg = x.err(self.srv.request("PUT", "/admin/instrument/TEST.DT01/update",
+                                     {"expire_date": "2025-02-30"}), 9003, 400)
+        self.assertIn("2025-02-30", msg)
+        listed = {i["instrument_id"]: i for i in x.ok(self.srv.get("/admin/instruments"))}
+        self.assertEqual(listed["TEST.DT01"]["expire_date"], "2025-02-15")
 
 
 class RestartTest(unittest.TestCase):

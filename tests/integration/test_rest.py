@@ -233,6 +233,38 @@ class RestTest(ServerTest):
                 self.assertIn(arg, body["error"]["message"])
         ok(self, self.srv.get("/api/trades/user/pager?start_date=2025-01-01"))
 
+    def test_date_arguments_are_checked(self):
+        """start_date and end_date are compared as YYYY-MM-DD text: anything else would pick
+        the wrong days without a word, so it is refused, naming the argument and the value."""
+        self.open("dated")
+        for arg in ("start_date", "end_date"):
+            for bad in ("notadate", "2025-1-5", "2025/01/05", "20250105", "2025-13-01",
+                        "2025-02-30", "2025-01-00"):
+                with self.subTest(arg=arg, value=bad):
+                    status, body = self.srv.get(f"/api/trades/user/dated?{arg}={bad}")
+                    self.assertEqual((status, body["error"]["code"]), (400, 9003), body)
+                    self.assertIn(arg, body["error"]["message"])
+                    self.assertIn(bad, body["error"]["message"])
+        ok(self, self.srv.get("/api/trades/user/dated?start_date=2024-02-29&end_date=2025-12-31"))
+
+    def test_date_arguments_are_checked_by_the_history(self):
+        """The history store's trade pages and equity curve refuse the same dates, with the
+        same code as every other malformed URL argument."""
+        with Server(storage=True) as srv:
+            ok(self, srv.post("/api/account/open", {"user_id": "hist", "init_cash": 1000}))
+            for path in ("/api/trades/user/hist?start_date=2025-02-30",
+                         "/api/trades/user/hist?end_date=2025/01/05",
+                         "/api/account/hist/curve?start_date=2025-1-5",
+                         "/api/account/hist/curve?end_date=bad"):
+                with self.subTest(path=path):
+                    status, body = srv.get(path)
+                    self.assertEqual((status, body["error"]["code"]), (400, 9003), body)
+                    arg, value = path.split("?")[1].split("=")
+                    self.assertIn(arg, body["error"]["message"])
+                    self.assertIn(value, body["error"]["message"])
+            ok(self, srv.get("/api/trades/user/hist?start_date=2025-01-01"))
+            ok(self, srv.get("/api/account/hist/curve?start_date=2025-01-01&end_date=2025-01-31"))
+
     def open_raw(self, user):
         return self.srv.post("/api/account/open", {"user_id": user, "init_cash": 1})
 
