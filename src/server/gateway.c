@@ -1706,6 +1706,22 @@ static bool admin_settlement_route(session *s, char **seg, int n, json_t *body, 
     return true;
 }
 
+/* A filter argument that must be one of a few names (any case) when given: an unknown one would
+ * match nothing and answer 200 with an empty list, as if there were nothing to show, so it is
+ * refused (400) with the names it may take. */
+static bool filter_in(session *s, const char *name, const char *value, const char *const *names) {
+    if (value[0] == '\0') return true;
+    char list[128] = "";
+    size_t used = 0;
+    for (const char *const *p = names; *p; p++) {
+        if (strcasecmp(value, *p) == 0) return true;
+        int w = snprintf(list + used, sizeof list - used, "%s%s", p == names ? "" : ", ", *p);
+        if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
+    }
+    respond_error(s, 400, ERR_BAD_MESSAGE, "%s must be one of %s; got '%.40s'", name, list, value);
+    return false;
+}
+
 static void route_admin(gateway *g, session *s, char **seg, int n) {
     if (seg_is(seg, n, 0, "api")) {
         seg++;
@@ -1758,6 +1774,9 @@ static void route_admin(gateway *g, session *s, char **seg, int n) {
             query_str(s, "user_id=", rq.key, sizeof rq.key);
             query_str(s, "level=", rq.key2, sizeof rq.key2);
             if (rq.key2[0] == '\0') query_str(s, "risk_level=", rq.key2, sizeof rq.key2);
+            if (!filter_in(s, "level", rq.key2,
+                           (const char *const[]){"low", "medium", "high", "critical", NULL}))
+                goto done;
         } else if (seg_is(seg, n, 2, "margin-summary")) {
             rq.route = ROUTE_ADMIN_MARGIN_SUMMARY;
         } else if (seg_is(seg, n, 2, "liquidations")) {
@@ -1774,6 +1793,11 @@ static void route_admin(gateway *g, session *s, char **seg, int n) {
             query_str(s, "account_id=", rq.key, sizeof rq.key);
             if (rq.key[0] == '\0') query_str(s, "user_id=", rq.key, sizeof rq.key);
             query_str(s, "type=", rq.key2, sizeof rq.key2);
+            /* the seed's TransactionType calls it Withdrawal; the records say "withdraw" */
+            if (strcasecmp(rq.key2, "withdrawal") == 0)
+                snprintf(rq.key2, sizeof rq.key2, "withdraw");
+            if (!filter_in(s, "type", rq.key2, (const char *const[]){"deposit", "withdraw", NULL}))
+                goto done;
             ok = query_date(s, "start_date=", rq.date_from, sizeof rq.date_from) &&
                  query_date(s, "end_date=", rq.date_to, sizeof rq.date_to) &&
                  query_int_in(s, "limit=", 100, 1, 100000, &rq.num2);

@@ -559,6 +559,26 @@ class AdminInputTest(ServerTest):
         self.assertIn("garbage", msg)
         x.err(self.srv.get("/admin/settlement/detail/2030-01-01"), 9007, 404)
 
+    def test_enum_filters_are_checked(self):
+        x = self.x
+        x.ok(self.srv.post("/api/account/open", {"user_id": "enumf", "init_cash": 1000}))
+        msg = x.err(self.srv.get("/admin/risk/accounts?level=bogus"), 9003, 400)
+        self.assertIn("bogus", msg)
+        self.assertIn("critical", msg)
+        self.assertEqual([a["account_id"] for a in
+                          x.ok(self.srv.get("/admin/risk/accounts?level=LOW&user_id=enumf"))],
+                         ["enumf"])
+        x.ok(self.srv.post("/admin/capital/withdraw", {"account_id": "enumf", "amount": 10}))
+        msg = x.err(self.srv.get("/admin/capital/transactions?type=bogus"), 9003, 400)
+        self.assertIn("bogus", msg)
+        self.assertIn("deposit", msg)
+        # the seed's TransactionType names it Withdrawal
+        for kind in ("withdraw", "withdrawal", "Withdrawal"):
+            with self.subTest(type=kind):
+                txns = x.ok(self.srv.get(
+                    f"/admin/capital/transactions?account_id=enumf&type={kind}"))
+                self.assertEqual([t["transaction_type"] for t in txns], ["withdraw"])
+
     def test_instrument_dates_are_checked(self):
         x = self.x
         base = {"contract_multiplier": 10, "price_tick": 1, "pre_settlement": 100}
