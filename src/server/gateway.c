@@ -1626,6 +1626,17 @@ static bool admin_instrument(session *s, char **seg, int n, json_t *body, reques
     return true;
 }
 
+/* A settlement price: settlement_price (the seed's name), else price. The one present is the one
+ * read, so a malformed value is reported as itself ("settlement_price must be a number, got
+ * string ...") rather than as a missing price. */
+static int settlement_price_of(const json_t *item, double *price, char *msg, size_t msglen) {
+    const json_t *v = json_object_get(item, "settlement_price");
+    bool named = v != NULL && !json_is_null(v);
+    if (!named && json_object_get(item, "price") != NULL)
+        return codec_get_number(item, "price", price, true, msg, msglen);
+    return codec_get_number(item, "settlement_price", price, true, msg, msglen);
+}
+
 static bool admin_batch(session *s, json_t *body, request *rq) {
     json_t *list = json_object_get(body, "prices");
     if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > 10000) {
@@ -1646,9 +1657,7 @@ static bool admin_batch(session *s, json_t *body, request *rq) {
         if (codec_get_string(item, "instrument_id", prices[i].instrument_id,
                              sizeof prices[i].instrument_id, true, msg,
                              sizeof msg) != CODEC_FIELD_OK ||
-            (codec_get_number(item, "settlement_price", &price, false, msg, sizeof msg) !=
-                 CODEC_FIELD_OK &&
-             codec_get_number(item, "price", &price, true, msg, sizeof msg) != CODEC_FIELD_OK)) {
+            settlement_price_of(item, &price, msg, sizeof msg) != CODEC_FIELD_OK) {
             free(prices);
             respond_error(s, 400, ERR_BAD_MESSAGE, "prices[%zu]: %s", i, msg);
             return false;
@@ -1696,9 +1705,7 @@ static bool admin_settlement_route(session *s, char **seg, int n, json_t *body, 
     if (codec_get_string(body, "instrument_id", rq->cmd.u.settlement_price.instrument_id,
                          sizeof rq->cmd.u.settlement_price.instrument_id, true, msg,
                          sizeof msg) != CODEC_FIELD_OK ||
-        (codec_get_number(body, "settlement_price", price, false, msg, sizeof msg) !=
-             CODEC_FIELD_OK &&
-         codec_get_number(body, "price", price, true, msg, sizeof msg) != CODEC_FIELD_OK)) {
+        settlement_price_of(body, price, msg, sizeof msg) != CODEC_FIELD_OK) {
         respond_error(s, 400, ERR_BAD_MESSAGE, "%s", msg);
         return false;
     }

@@ -579,6 +579,23 @@ class AdminInputTest(ServerTest):
                     f"/admin/capital/transactions?account_id=enumf&type={kind}"))
                 self.assertEqual([t["transaction_type"] for t in txns], ["withdraw"])
 
+    def test_settlement_price_of_the_wrong_type_is_named(self):
+        x = self.x
+        msg = x.err(self.srv.post("/admin/settlement/set-price",
+                                  {"instrument_id": "IF2501", "settlement_price": "abc"}), 9003, 400)
+        self.assertIn("settlement_price", msg)
+        self.assertIn("abc", msg)
+        msg = x.err(self.srv.post("/admin/settlement/batch-set-prices", {"prices": [
+            {"instrument_id": "IF2501", "settlement_price": 3850},
+            {"instrument_id": "IC2501", "settlement_price": [5600]}]}), 9003, 400)
+        self.assertIn("prices[1]", msg)
+        self.assertIn("settlement_price", msg)
+        self.assertIn("array", msg)
+        # the seed's name and the short one both still work
+        x.ok(self.srv.post("/admin/settlement/set-price",
+                           {"instrument_id": "IF2501", "settlement_price": 3850}))
+        x.ok(self.srv.post("/admin/settlement/set-price", {"instrument_id": "IF2501", "price": 3850}))
+
     def test_instrument_dates_are_checked(self):
         x = self.x
         base = {"contract_multiplier": 10, "price_tick": 1, "pre_settlement": 100}
