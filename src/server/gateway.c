@@ -1581,6 +1581,14 @@ static void admin_action(session *s, request *rq) {
     snprintf(rq->action, sizeof rq->action, "%s %.80s", method_name(s->method), s->path);
 }
 
+/* Whether two spellings may name one instrument: equal, or equal codes when either is the short
+ * id (IF2501 for CFFEX.IF2501), which is accepted everywhere as an alias. */
+static bool same_instrument_id(const char *a, const char *b) {
+    const char *da = strchr(a, '.'), *db = strchr(b, '.');
+    if (da && db) return strcmp(a, b) == 0;
+    return strcmp(da ? da + 1 : a, db ? db + 1 : b) == 0;
+}
+
 /* An instrument's command from the path: /admin/instrument/{id}/{verb}. */
 static bool admin_instrument(session *s, char **seg, int n, json_t *body, request *rq) {
     char msg[QAEX_MSG_LEN];
@@ -1608,6 +1616,15 @@ static bool admin_instrument(session *s, char **seg, int n, json_t *body, reques
         rq->cmd.type = CMD_INSTRUMENT_UPDATE;
         if (codec_parse_instrument(body, &rq->cmd.u.instrument.spec, &fields, msg, sizeof msg)) {
             respond_error(s, 400, ERR_BAD_MESSAGE, "%s", msg);
+            return false;
+        }
+        /* the seed: an instrument's id cannot be changed; a body naming another one asks for
+         * something this route does not do, so it is refused rather than ignored */
+        const char *named = rq->cmd.u.instrument.spec.instrument_id;
+        if (named[0] != '\0' && !same_instrument_id(named, id)) {
+            respond_error(s, 400, ERR_BAD_MESSAGE,
+                          "instrument_id cannot be changed: the body names %s, the path %s", named,
+                          id);
             return false;
         }
         copy_id(rq->cmd.u.instrument.spec.instrument_id,

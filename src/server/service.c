@@ -1306,11 +1306,18 @@ static void handle_command(service *s, const request *rq) {
     if (rc != QAEX_OK) {
         audit(s, rq, rc, res.message);
         s->refusing = rc == ERR_STORAGE;
+        int status = codec_command_http_status(rq->cmd.type, rc);
+        /* a valid instrument the engine refused is one that exists already: the request meets
+         * the state, as a second suspend does, so 409 (SPEC 5), not 400 */
+        if (rq->cmd.type == CMD_INSTRUMENT_ADD && rc == ERR_INVALID_ORDER) {
+            char why[160];
+            if (instrument_spec_validate(&rq->cmd.u.instrument.spec, why, sizeof why) == QAEX_OK)
+                status = 409;
+        }
         if (ws)
             ws_send(s, rq, codec_ws_order_response(rc, NULL, res.message));
         else
-            send_json(s, rq, REPLY_HTTP, codec_command_http_status(rq->cmd.type, rc),
-                      codec_envelope_error(rc, res.message));
+            send_json(s, rq, REPLY_HTTP, status, codec_envelope_error(rc, res.message));
         s->refusing = false;
         flush_pushes(s);
         return;

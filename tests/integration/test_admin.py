@@ -616,6 +616,25 @@ class AdminInputTest(ServerTest):
         listed = {i["instrument_id"]: i for i in x.ok(self.srv.get("/admin/instruments"))}
         self.assertEqual(listed["TEST.DT01"]["expire_date"], "2025-02-15")
 
+    def test_update_cannot_rename_and_create_cannot_repeat(self):
+        x = self.x
+        # the seed: instrument_id cannot be changed; a body naming another one is refused
+        msg = x.err(self.srv.request("PUT", "/admin/instrument/IF2501/update",
+                                     {"instrument_id": "CFFEX.ZZZ", "margin_rate": 0.2}), 9003, 400)
+        self.assertIn("CFFEX.ZZZ", msg)
+        listed = {i["instrument_id"]: i for i in x.ok(self.srv.get("/admin/instruments"))}
+        self.assertEqual(listed["CFFEX.IF2501"]["margin_rate"], 0.1)
+        self.assertNotIn("CFFEX.ZZZ", listed)
+        # naming the same instrument (either spelling) is fine
+        for same in ("IF2501", "CFFEX.IF2501"):
+            x.ok(self.srv.request("PUT", "/admin/instrument/IF2501/update",
+                                  {"instrument_id": same, "margin_rate": 0.1}))
+        # creating one that exists is a conflict with the state, not bad input (SPEC 5: 409)
+        msg = x.err(self.srv.post("/admin/instrument/create", {
+            "instrument_id": "CFFEX.IF2501", "contract_multiplier": 300, "price_tick": 0.2,
+            "pre_settlement": 3800}), 1008, 409)
+        self.assertIn("CFFEX.IF2501", msg)
+
 
 class RestartTest(unittest.TestCase):
     def test_state_survives_restart(self):
