@@ -1330,6 +1330,12 @@ static void route_post(gateway *g, session *s, char **seg, int n) {
                 new_account_id(id, QAEX_ID_LEN);
         }
         if (rc == 0 && id[0] != '\0') rc = codec_check_account_id(id, msg, sizeof msg);
+        /* nothing names the account (open mode, no user_id): a malformed request, which the
+         * engine would otherwise refuse as an invalid order (1008) about a field not sent */
+        if (rc == 0 && id[0] == '\0') {
+            snprintf(msg, sizeof msg, "user_id or account_id is required to open an account");
+            rc = ERR_BAD_MESSAGE;
+        }
     } else if (n == 5 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "user") &&
                seg_is(seg, n, 3, "account") && seg_is(seg, n, 4, "create")) {
         rq.route = ROUTE_USER_ACCOUNT_CREATE;

@@ -265,6 +265,15 @@ class RestTest(ServerTest):
             ok(self, srv.get("/api/trades/user/hist?start_date=2025-01-01"))
             ok(self, srv.get("/api/account/hist/curve?start_date=2025-01-01&end_date=2025-01-31"))
 
+    def test_open_without_an_account_id(self):
+        """Neither user_id nor account_id: the request is malformed (9003, naming both fields),
+        not an invalid order (1008)."""
+        for body in ({}, {"init_cash": 1000}, {"user_id": "", "account_id": ""}):
+            with self.subTest(body=body):
+                message = err(self, self.srv.post("/api/account/open", body), 9003, 400)
+                self.assertIn("user_id", message)
+                self.assertIn("account_id", message)
+
     def open_raw(self, user):
         return self.srv.post("/api/account/open", {"user_id": user, "init_cash": 1})
 
