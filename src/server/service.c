@@ -731,6 +731,14 @@ static void handle_query(service *s, const request *rq) {
         case ROUTE_ORDER_TRADES:
         case ROUTE_TRADES_PAGE:
             if ((a = need_account(s, rq, rq->key, false))) {
+                /* a filter naming no instrument is an error, as on the market routes: an empty
+                 * page would read as "no trades in it" */
+                if (rq->key2[0] && engine_instrument_find(e, rq->key2) == NULL) {
+                    char msg[QAEX_MSG_LEN];
+                    snprintf(msg, sizeof msg, "instrument not found: %s", rq->key2);
+                    http_error(s, rq, ERR_INSTRUMENT_NOT_FOUND, msg);
+                    break;
+                }
                 json_t *page = trades_page(e, a, rq);
                 if (rq->route == ROUTE_ORDER_TRADES && page) {
                     json_t *list = json_incref(json_object_get(page, "trades"));
@@ -959,6 +967,10 @@ static void handle_query(service *s, const request *rq) {
                          a->account_id, rq->auth_user);
             }
             const instrument *ins = rq->key2[0] ? engine_instrument_find(e, rq->key2) : NULL;
+            if (code == 0 && rq->key2[0] && ins == NULL) { /* as the engine-memory page says */
+                code = ERR_INSTRUMENT_NOT_FOUND;
+                snprintf(msg, sizeof msg, "instrument not found: %s", rq->key2);
+            }
             reply_internal(s, rq,
                            json_pack("{s:i, s:s, s:s, s:I}", "code", code, "message", msg,
                                      "instrument_id", ins ? ins->spec.instrument_id : rq->key2,

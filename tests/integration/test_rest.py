@@ -265,6 +265,22 @@ class RestTest(ServerTest):
             ok(self, srv.get("/api/trades/user/hist?start_date=2025-01-01"))
             ok(self, srv.get("/api/account/hist/curve?start_date=2025-01-01&end_date=2025-01-31"))
 
+    def test_trade_page_of_an_unknown_instrument(self):
+        """An instrument filter naming no instrument is 404 (1007), as the market routes answer
+        it, rather than an empty page that reads as "no trades in it"; in memory and in the
+        history store alike."""
+        self.open("insfilter")
+        msg = err(self, self.srv.get("/api/trades/user/insfilter?instrument_id=NOPE"), 1007, 404)
+        self.assertIn("NOPE", msg)
+        ok(self, self.srv.get("/api/trades/user/insfilter?instrument_id=IF2501"))
+        with Server(storage=True) as srv:
+            ok(self, srv.post("/api/account/open", {"user_id": "insfilter", "init_cash": 1000}))
+            msg = err(self, srv.get("/api/trades/user/insfilter?instrument_id=NOPE"), 1007, 404)
+            self.assertIn("NOPE", msg)
+            ok(self, srv.get("/api/trades/user/insfilter?instrument_id=IF2501"))
+            # an unknown account still comes first
+            err(self, srv.get("/api/trades/user/nobody?instrument_id=NOPE"), 1006, 404)
+
     def test_open_without_an_account_id(self):
         """Neither user_id nor account_id: the request is malformed (9003, naming both fields),
         not an invalid order (1008)."""
