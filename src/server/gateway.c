@@ -1293,6 +1293,15 @@ static void auth_register(gateway *g, session *s, json_t *body);
 static void auth_login(gateway *g, session *s, json_t *body);
 static bool http_authenticate(gateway *g, session *s, bool required);
 
+/* The user_id an order or cancel body names beside a different account_id, in rq->key2 for the
+ * engine thread to check against the account's owner (the seed: "the server verifies that
+ * account_id belongs to user_id"); "" when the body names one id only (the legacy flow). The
+ * decoder has type-checked user_id already. */
+static void claimed_user(const json_t *body, const char *account_id, request *rq) {
+    const char *user_id = json_string_value(json_object_get(body, "user_id"));
+    if (user_id && strcmp(user_id, account_id) != 0) copy_id(rq->key2, sizeof rq->key2, user_id);
+}
+
 /* POST routes: the body is complete. */
 static void route_post(gateway *g, session *s, char **seg, int n) {
     char msg[QAEX_MSG_LEN];
@@ -1356,11 +1365,13 @@ static void route_post(gateway *g, session *s, char **seg, int n) {
         rq.route = ROUTE_ORDER_SUBMIT;
         rq.cmd.type = CMD_ORDER_INSERT;
         rc = codec_parse_order(body, &rq.cmd.u.order, msg, sizeof msg);
+        if (rc == 0) claimed_user(body, rq.cmd.u.order.account_id, &rq);
     } else if (n == 3 && seg_is(seg, n, 0, "api") && seg_is(seg, n, 1, "order") &&
                seg_is(seg, n, 2, "cancel")) {
         rq.route = ROUTE_ORDER_CANCEL;
         rq.cmd.type = CMD_ORDER_CANCEL;
         rc = codec_parse_cancel(body, &rq.cmd, msg, sizeof msg);
+        if (rc == 0) claimed_user(body, rq.cmd.u.cancel.account_id, &rq);
     } else {
         json_decref(body);
         respond_error(s, 404, CODEC_ERR_NOT_FOUND, "no route POST %s", s->path);

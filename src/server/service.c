@@ -573,6 +573,27 @@ static bool command_allowed(service *s, const request *rq) {
     return !forbidden(s, rq, a->user_id, what);
 }
 
+/* An order or cancel whose body names a user_id beside the account (rq->key2, see the gateway's
+ * claimed_user): the seed's server "verifies that account_id belongs to user_id", so that a slip
+ * cannot trade or cancel on another's account. With tokens the token's user is what counts
+ * (command_allowed; an admin acts for others); without them the body's claim is all there is,
+ * and it must name the owner, by id or username. False (and the 403 is sent) otherwise. */
+static bool claimed_owner_ok(service *s, const request *rq) {
+    if (rq->auth_enforced || rq->key2[0] == '\0') return true;
+    if (rq->route != ROUTE_ORDER_SUBMIT && rq->route != ROUTE_ORDER_CANCEL) return true;
+    const char *acc_id =
+        rq->cmd.type == CMD_ORDER_INSERT ? rq->cmd.u.order.account_id : rq->cmd.u.cancel.account_id;
+    const account *a = engine_account_find(s->e, acc_id);
+    if (a == NULL || strcmp(a->user_id, rq->key2) == 0) return true; /* (the engine says 1006) */
+    const user *u = engine_user_find(s->e, a->user_id);
+    if (u && strcmp(u->username, rq->key2) == 0) return true;
+    char msg[QAEX_MSG_LEN];
+    snprintf(msg, sizeof msg, "account %.64s does not belong to user %.64s", a->account_id,
+             rq->key2);
+    http_error(s, rq, CODEC_ERR_FORBIDDEN, msg);
+    return false;
+}
+
 static json_t *storage_json(service *s);
 
 /* ---- queries ---- */
@@ -1274,6 +1295,10 @@ static void handle_command(service *s, const request *rq) {
     if (!command_allowed(s, rq)) {
         if (rq->route == ROUTE_ADMIN_BATCH_PRICES) free(rq->extra);
         audit(s, rq, CODEC_ERR_FORBIDDEN, "forbidden");
+        flush_pushes(s);
+        return;
+    }
+    if (!claimed_owner_ok(s, rq)) {
         flush_pushes(s);
         return;
     }

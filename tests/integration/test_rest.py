@@ -281,6 +281,32 @@ class RestTest(ServerTest):
             # an unknown account still comes first
             err(self, srv.get("/api/trades/user/nobody?instrument_id=NOPE"), 1006, 404)
 
+    def test_orders_check_that_the_account_belongs_to_user_id(self):
+        """The seed: the server verifies that account_id belongs to user_id, so a slip cannot
+        trade or cancel on another's account. Without tokens the body's user_id is the only
+        claim there is: an account of another owner is 403 (9006) and nothing changes."""
+        self.open("own1")
+        self.open("own2")
+        msg = err(self, self.order("own1", "BUY", "OPEN", 3700, 1, account_id="own2"), 9006, 403)
+        self.assertIn("own1", msg)
+        self.assertIn("own2", msg)
+        self.assertEqual(ok(self, self.srv.get("/api/order/user/own2")), [])
+        placed = ok(self, self.order("own2", "BUY", "OPEN", 3700, 1))
+        err(self, self.srv.post("/api/order/cancel", {
+            "user_id": "own1", "account_id": "own2", "order_id": placed["order_id"]}), 9006, 403)
+        self.assertEqual(ok(self, self.srv.get(f"/api/order/{placed['order_id']}"))["status"],
+                         "Submitted")
+        # the owner, named by its id or its username, acts on its accounts
+        user = ok(self, self.srv.post("/api/auth/register",
+                                      {"username": "ownerbob", "password": "pw-ownerbob"}))
+        acc = ok(self, self.srv.post(f"/api/user/{user['user_id']}/account/create",
+                                     {"init_cash": 1000000}))["account_id"]
+        for who in (user["user_id"], "ownerbob"):
+            placed = ok(self, self.order(who, "BUY", "OPEN", 3700, 1, account_id=acc))
+            ok(self, self.srv.post("/api/order/cancel", {
+                "user_id": who, "account_id": acc, "order_id": placed["order_id"]}))
+        err(self, self.order("own1", "BUY", "OPEN", 3700, 1, account_id=acc), 9006, 403)
+
     def test_open_without_an_account_id(self):
         """Neither user_id nor account_id: the request is malformed (9003, naming both fields),
         not an invalid order (1008)."""
