@@ -132,17 +132,19 @@ static json_t *trade_object(const json_t *r) {
     offset_parse(str_of(r, "offset"), &o);
     json_int_t ms = json_integer_value(json_object_get(r, "ts_ns")) / 1000000;
     const char *acc = str_of(r, "account_id");
+    /* prices and money are doubles, as the engine's own trades give them: the query text writes
+     * a whole REAL without its ".0", which would come back as an integer (3800, not 3800.0) */
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:O, s:O, s:O, s:I, "
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:O, s:f, s:f, s:I, "
         "s:I, s:b, s:b, s:i}",
         "trade_id", str_of(r, "trade_id"), "order_id", str_of(r, "order_id"), "exchange_order_id",
         str_of(r, "exchange_order_id"), "exchange_trade_id", str_of(r, "exchange_trade_id"),
         "account_id", acc, "user_id", acc, "instrument_id", ins, "exchange_id", exchange,
         "direction", str_of(r, "direction"), "offset", str_of(r, "offset"), "price",
-        json_object_get(r, "price"), "volume", json_object_get(r, "volume"), "commission",
-        json_object_get(r, "commission"), "close_profit", json_object_get(r, "close_profit"),
-        "trade_date_time", ms, "timestamp", ms, "is_taker",
-        json_integer_value(json_object_get(r, "is_taker")) != 0, "is_liquidation",
+        json_number_value(json_object_get(r, "price")), "volume", json_object_get(r, "volume"),
+        "commission", json_number_value(json_object_get(r, "commission")), "close_profit",
+        json_number_value(json_object_get(r, "close_profit")), "trade_date_time", ms, "timestamp",
+        ms, "is_taker", json_integer_value(json_object_get(r, "is_taker")) != 0, "is_liquidation",
         json_integer_value(json_object_get(r, "is_liquidation")) != 0, "towards", towards_of(d, o));
 }
 

@@ -307,6 +307,26 @@ class RestTest(ServerTest):
                 "user_id": who, "account_id": acc, "order_id": placed["order_id"]}))
         err(self, self.order("own1", "BUY", "OPEN", 3700, 1, account_id=acc), 9006, 403)
 
+    def test_trades_from_the_history_keep_their_doubles(self):
+        """Prices and money are doubles (SPEC 3) whether a trade comes from the engine's memory
+        or from the history store: 3800.0, not 3800."""
+        def fields(trade):
+            return {k: type(trade[k]) for k in ("price", "commission", "close_profit")}
+        for storage in (False, True):
+            with self.subTest(storage=storage), Server(storage=storage) as srv:
+                for acc in ("dbl1", "dbl2"):
+                    ok(self, srv.post("/api/account/open", {"user_id": acc, "init_cash": 1000000}))
+                for acc, side in (("dbl1", "BUY"), ("dbl2", "SELL")):
+                    ok(self, srv.post("/api/order/submit", {
+                        "user_id": acc, "instrument_id": "IF2501", "direction": side,
+                        "offset": "OPEN", "volume": 1, "price": 3800, "order_type": "LIMIT"}))
+                listed = ok(self, srv.get("/api/order/user/dbl1/trades"))
+                paged = ok(self, srv.get("/api/trades/user/dbl1"))["trades"]
+                self.assertEqual(len(listed), 1)
+                self.assertEqual(len(paged), 1)
+                for trade in listed + paged:
+                    self.assertEqual(fields(trade), dict.fromkeys(fields(trade), float), trade)
+
     def test_open_without_an_account_id(self):
         """Neither user_id nor account_id: the request is malformed (9003, naming both fields),
         not an invalid order (1008)."""
