@@ -284,6 +284,10 @@ json_t *monitor_orders(const engine *e) {
     jb_int(&b, "orders_in_memory", m.orders_in_use);
     jb_int(&b, "orders_capacity", m.orders_capacity);
     jb_int(&b, "order_index_capacity", m.order_index_capacity);
+    /* the seed's names (admin API reference, GET /monitoring/orders), which its admin pages read */
+    jb_int(&b, "pending_orders", by_status[ORDER_SUBMITTED] + by_status[ORDER_PARTIALLY_FILLED]);
+    jb_int(&b, "filled_orders", by_status[ORDER_FILLED]);
+    jb_int(&b, "cancelled_orders", by_status[ORDER_CANCELLED]);
     return jb_done(&b);
 }
 

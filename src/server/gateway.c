@@ -1580,12 +1580,17 @@ static void monitor_system(gateway *g, session *s) {
     int64_t uptime_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec - process_start_ns;
     double load[3] = {0, 0, 0};
     if (getloadavg(load, 3) < 0) load[0] = load[1] = load[2] = 0;
+    /* the seed's memory_usage: a percentage (of the machine's memory) where it reads one */
+    long phys_pages = sysconf(_SC_PHYS_PAGES);
+    double memory_usage = phys_pages > 0 ? 100.0 * (double)rss_pages / (double)phys_pages : 0;
     respond_json(s, 200,
                  codec_envelope_ok(json_pack(
-                     "{s:s, s:i, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i, s:I, s:i, s:[f,f,f], s:b}",
+                     "{s:s, s:i, s:I, s:I, s:f, s:f, s:f, s:i, s:i, s:i, s:i, s:I, s:i, s:[f,f,f], "
+                     "s:b}",
                      "version", QAEX_VERSION, "pid", (int)getpid(), "uptime",
                      (json_int_t)(uptime_ns / 1000000000LL), "memory_rss_bytes",
-                     (json_int_t)rss_pages * sysconf(_SC_PAGESIZE), "cpu_seconds", cpu, "cpu_usage",
+                     (json_int_t)rss_pages * sysconf(_SC_PAGESIZE), "memory_usage", memory_usage,
+                     "cpu_seconds", cpu, "cpu_usage",
                      uptime_ns > 0 ? 100.0 * cpu / ((double)uptime_ns / 1e9) : 0.0, "connections",
                      (int)(g->n_conns - g->n_free), "websocket_sessions", g->ws_sessions,
                      "cpu_count", (int)sysconf(_SC_NPROCESSORS_ONLN), "market_subscriptions",

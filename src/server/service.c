@@ -999,11 +999,15 @@ static void handle_query(service *s, const request *rq) {
             break;
         }
         case ROUTE_MON_REPORT: {
-            char hash[24];
+            char hash[24], id[32] = "RPT";
             snprintf(hash, sizeof hash, "%016llx", (unsigned long long)engine_state_hash(e));
+            /* the seed's report_id: RPT + the China-time moment it was made, YYYYMMDDhhmmss */
+            time_t secs = (time_t)(s->now_ns / 1000000000LL) + 8 * 3600;
+            struct tm tm;
+            if (gmtime_r(&secs, &tm)) strftime(id + 3, sizeof id - 3, "%Y%m%d%H%M%S", &tm);
             http_ok(s, rq,
-                    json_pack("{s:I, s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:o}", "generated_at",
-                              (json_int_t)(s->now_ns / 1000000), "trading_day",
+                    json_pack("{s:s, s:I, s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:o}", "report_id", id,
+                              "generated_at", (json_int_t)(s->now_ns / 1000000), "trading_day",
                               engine_trading_day(e), "state_hash", hash, "uptime_secs",
                               (json_int_t)((s->now_ns - s->started_ns) / 1000000000LL), "accounts",
                               monitor_accounts(e), "orders", monitor_orders(e), "trades",

@@ -636,6 +636,34 @@ class AdminInputTest(ServerTest):
         self.assertIn("CFFEX.IF2501", msg)
 
 
+class MonitoringFieldsTest(ServerTest):
+    """The monitoring routes answer with the seed's field names (admin API reference 15-20), so
+    the seed's admin pages find them: beside the finer ones the C server adds."""
+
+    def test_seed_field_names(self):
+        x = Exchange(self, self.srv)
+        for acc in ("mon1", "mon2"):
+            x.ok(self.srv.post("/api/account/open", {"user_id": acc, "init_cash": 1000000}))
+        for acc, side, price in (("mon1", "BUY", 3800), ("mon2", "SELL", 3800),
+                                 ("mon1", "BUY", 3700), ("mon1", "BUY", 3600)):
+            x.ok(self.srv.post("/api/order/submit", {
+                "user_id": acc, "instrument_id": "IF2501", "direction": side, "offset": "OPEN",
+                "volume": 1, "price": price, "order_type": "LIMIT"}))
+        live = [o for o in x.ok(self.srv.get("/api/order/user/mon1")) if o["price"] == 3600]
+        x.ok(self.srv.post("/api/order/cancel", {"user_id": "mon1",
+                                                 "order_id": live[0]["order_id"]}))
+        orders = x.ok(self.srv.get("/monitoring/orders"))
+        self.assertEqual((orders["total_orders"], orders["pending_orders"],
+                          orders["filled_orders"], orders["cancelled_orders"]), (4, 1, 2, 1))
+        self.assertEqual(orders["pending_orders"], orders["live_orders"])
+        system = x.ok(self.srv.get("/monitoring/system"))
+        self.assertGreater(system["memory_usage"], 0)
+        self.assertLess(system["memory_usage"], 100)
+        report = x.ok(self.srv.post("/monitoring/report", {}))
+        self.assertRegex(report["report_id"], r"^RPT\d{14}$")
+        self.assertIsInstance(report["generated_at"], int)
+
+
 class RestartTest(unittest.TestCase):
     def test_state_survives_restart(self):
         tmp = tempfile.mkdtemp(prefix="qaex-admin-restart-")
