@@ -1191,7 +1191,7 @@ static void admin_batch_prices(service *s, const request *rq) {
             rc = ERR_INSTRUMENT_NOT_FOUND;
             snprintf(msg, sizeof msg, "instrument not found: %s", prices[i].instrument_id);
         } else if (!(prices[i].price > 0) || prices[i].price > 1e12) {
-            rc = ERR_BAD_MESSAGE;
+            rc = ERR_INVALID_ORDER; /* what set-price (settlement_set_price) answers */
             snprintf(msg, sizeof msg, "settlement price of %s must be positive, got %g",
                      prices[i].instrument_id, prices[i].price);
         } else {

@@ -591,6 +591,14 @@ class AdminInputTest(ServerTest):
         self.assertIn("prices[1]", msg)
         self.assertIn("settlement_price", msg)
         self.assertIn("array", msg)
+        # a price out of range is the same error by either route (the engine's 1008)
+        for bad in (0, -5):
+            single = x.err(self.srv.post("/admin/settlement/set-price",
+                                         {"instrument_id": "IF2501", "settlement_price": bad}),
+                           1008, 400)
+            batch = x.err(self.srv.post("/admin/settlement/batch-set-prices", {"prices": [
+                {"instrument_id": "IF2501", "settlement_price": bad}]}), 1008, 400)
+            self.assertEqual(batch, single)
         # the seed's name and the short one both still work
         x.ok(self.srv.post("/admin/settlement/set-price",
                            {"instrument_id": "IF2501", "settlement_price": 3850}))
