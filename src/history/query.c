@@ -8,6 +8,7 @@
 #include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1899,7 +1900,7 @@ int history_timeseries(history_query_conn *c, const char *instrument_id, const c
 
 /* ---- trades paging ---- */
 
-static int valid_date(const char *d) {
+int history_date_valid(const char *d) {
     if (!d || strlen(d) != 10) return 0;
     for (int i = 0; i < 10; i++) {
         if (i == 4 || i == 7) {
@@ -1908,7 +1909,24 @@ static int valid_date(const char *d) {
             return 0;
         }
     }
-    return 1;
+    /* a day of the calendar: "2025-02-30" compared as text would quietly stand for a day
+     * that does not exist, and turned into a time it would roll over into March */
+    int y = atoi(d), m = atoi(d + 5), day = atoi(d + 8);
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m < 1 || m > 12 || day < 1) return 0;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return day <= days[m - 1] + (m == 2 && leap);
+}
+
+/* Refuses a start or end date that is not a calendar date, naming it. */
+static int check_dates(const char *sd, const char *ed, history_query_error *err) {
+    const char *name = sd && !history_date_valid(sd) ? "start_date" : "end_date";
+    const char *bad = sd && !history_date_valid(sd)   ? sd
+                      : ed && !history_date_valid(ed) ? ed
+                                                      : NULL;
+    if (!bad) return 0;
+    qerr(err, HISTORY_QERR_INVALID, "%s '%.40s' is not a date (YYYY-MM-DD expected)", name, bad);
+    return HISTORY_QERR_INVALID;
 }
 
 /* BEGIN or COMMIT of a read transaction: statements between the two see one snapshot of the
@@ -1951,11 +1969,7 @@ static int trades_page_in_txn(history_query_conn *c, const history_trades_page_q
     }
     const char *sd = q->start_date && *q->start_date ? q->start_date : NULL;
     const char *ed = q->end_date && *q->end_date ? q->end_date : NULL;
-    if ((sd && !valid_date(sd)) || (ed && !valid_date(ed))) {
-        qerr(err, HISTORY_QERR_INVALID, "invalid date %s (YYYY-MM-DD expected)",
-             sd && !valid_date(sd) ? sd : ed);
-        return HISTORY_QERR_INVALID;
-    }
+    if (check_dates(sd, ed, err)) return HISTORY_QERR_INVALID;
     long page = q->page > 0 ? q->page : 1;
     long size = q->size > 0 ? q->size : 20;
     if (size > 1000) {
@@ -2085,11 +2099,7 @@ int history_equity_curve(history_query_conn *c, const char *account_id, const ch
     }
     const char *sd = start_date && *start_date ? start_date : NULL;
     const char *ed = end_date && *end_date ? end_date : NULL;
-    if ((sd && !valid_date(sd)) || (ed && !valid_date(ed))) {
-        qerr(err, HISTORY_QERR_INVALID, "invalid date %s (YYYY-MM-DD expected)",
-             sd && !valid_date(sd) ? sd : ed);
-        return HISTORY_QERR_INVALID;
-    }
+    if (check_dates(sd, ed, err)) return HISTORY_QERR_INVALID;
     int64_t t0 = now_ns();
     run_limits rl = limits_of(lim);
     char sql[800];

@@ -194,6 +194,10 @@ int history_timeseries(history_query_conn *c, const char *instrument_id, const c
                        int64_t start_ms, int64_t end_ms, const history_query_limits *lim,
                        char **out, history_result_info *info, history_query_error *err);
 
+/* 1 when d is a day of the calendar written YYYY-MM-DD ("2024-02-29" yes, "2025-02-30" and
+ * "2025-1-5" no), else 0. */
+int history_date_valid(const char *d);
+
 /* ---- trades paging ---- */
 
 typedef struct history_trades_page_query {

@@ -170,13 +170,6 @@ static int64_t china_midnight_ms(const char *date, int add_days) {
     return ms >= INT64_MAX / 1000000 ? INT64_MAX / 1000000 - 1 : ms < 1 ? 1 : ms;
 }
 
-static bool valid_day(const char *s) {
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9')) return false;
-    return true;
-}
-
 /* The account's trades as a structured query (values bound, never spliced into SQL). */
 static int account_trades(history_query_conn *c, const query_job *j, bool sum_only, char **out,
                           history_query_error *err) {
@@ -211,9 +204,15 @@ static int account_trades(history_query_conn *c, const query_job *j, bool sum_on
 
 static void run_trades_page(history_query_conn *c, query_job *j) {
     history_query_error err = {0};
-    if ((j->start_date[0] && !valid_day(j->start_date)) ||
-        (j->end_date[0] && !valid_day(j->end_date))) {
-        set_error(j, HISTORY_QERR_INVALID, "invalid date (YYYY-MM-DD expected)");
+    /* checked before they become times: timegm would roll "2025-02-30" over into March */
+    const char *bad = j->start_date[0] && !history_date_valid(j->start_date) ? "start_date"
+                      : j->end_date[0] && !history_date_valid(j->end_date)   ? "end_date"
+                                                                             : NULL;
+    if (bad) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s '%s' is not a date (YYYY-MM-DD expected)", bad,
+                 bad[0] == 's' ? j->start_date : j->end_date);
+        set_error(j, HISTORY_QERR_INVALID, msg);
         return;
     }
     j->start_ms = j->start_date[0] ? china_midnight_ms(j->start_date, 0) : 0;

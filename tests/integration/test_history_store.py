@@ -346,6 +346,30 @@ class HistoryDayTest(unittest.TestCase):
         st, body = self.srv.get("/api/trades/user/nobody-at-all")
         self.assertEqual(st, 404, body)
 
+    def test_dates_must_be_calendar_dates(self):
+        """A date filter that names no day (month 13, 30 February) is refused with 400 / 1008
+        naming the argument and its value, rather than rolled over into another day."""
+        acc_a = self.acc["A"]
+        for path, arg, value in [
+                (f"/api/trades/user/{acc_a}?start_date=2025-13-45", "start_date", "2025-13-45"),
+                (f"/api/trades/user/{acc_a}?end_date=2025-02-30", "end_date", "2025-02-30"),
+                (f"/api/trades/user/{acc_a}?start_date=2025-1-5", "start_date", "2025-1-5"),
+                (f"/api/trades/user/{acc_a}?end_date=2025-00-10", "end_date", "2025-00-10"),
+                (f"/api/account/{acc_a}/curve?start_date=2025-99-99", "start_date", "2025-99-99"),
+                (f"/api/account/{acc_a}/curve?end_date=2023-02-29", "end_date", "2023-02-29")]:
+            st, body = self.srv.get(path)
+            self.assertEqual(st, 400, (path, body))
+            self.assertEqual(body["error"]["code"], 1008, body)
+            self.assertIn(value, body["error"]["message"], body)
+            self.assertIn(arg, body["error"]["message"], body)
+        # real days, 29 February of a leap year among them, are taken; an empty range is empty
+        for path in [f"/api/trades/user/{acc_a}?start_date=2024-02-29&end_date=2999-12-31",
+                     f"/api/account/{acc_a}/curve?start_date=2024-02-29&end_date=2999-12-31"]:
+            ok(self, self.srv.get(path))
+        empty = ok(self, self.srv.get(f"/api/trades/user/{acc_a}"
+                                      "?start_date=2999-01-02&end_date=2999-01-01"))
+        self.assertEqual((empty["total"], empty["trades"]), (0, []))
+
     # ---- export formats ----
 
     def test_csv_and_json_lines(self):

@@ -771,8 +771,18 @@ static void test_trades_paging(void) {
     free(b);
     q.start_date = "2025-1-2";
     CHECK_INT(history_trades_page(c, &q, NULL, &a, &err), 1008);
-    CHECK_CONTAINS(err.message, "invalid date 2025-1-2");
+    CHECK_CONTAINS(err.message, "start_date '2025-1-2' is not a date");
     q.start_date = NULL;
+    q.end_date = "2025-02-29"; /* not a leap year */
+    CHECK_INT(history_trades_page(c, &q, NULL, &a, &err), 1008);
+    CHECK_CONTAINS(err.message, "end_date '2025-02-29' is not a date");
+    CHECK_INT(history_date_valid("2024-02-29"), 1);
+    CHECK_INT(history_date_valid("2000-02-29"), 1);
+    CHECK_INT(history_date_valid("1900-02-29"), 0);
+    CHECK_INT(history_date_valid("2025-04-31"), 0);
+    CHECK_INT(history_date_valid("2025-12-31"), 1);
+    CHECK_INT(history_date_valid("2025-00-01"), 0);
+    q.end_date = NULL;
     q.size = 5000;
     CHECK_INT(history_trades_page(c, &q, NULL, &a, &err), 1008);
     history_query_close(c);
