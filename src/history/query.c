@@ -1794,7 +1794,14 @@ int64_t history_granularity_seconds(const char *g) {
     if (!g) return 0;
     for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
         if (strcasecmp(gs[i].name, g) == 0) return gs[i].s;
-    return 0;
+    /* any number of seconds, "90" or "90s" (a JSON number reaches here as "<n>s"), up to a
+     * year as the structured TimeSeries takes them; nanosecond buckets stay far from overflow */
+    int64_t n = 0;
+    const char *p = g;
+    for (; isdigit((unsigned char)*p) && n <= 366LL * 86400; p++)
+        n = n * 10 + (*p - '0');
+    if (p == g || (*p != '\0' && strcmp(p, "s") != 0) || n < 1 || n > 366LL * 86400) return 0;
+    return n;
 }
 
 int history_timeseries(history_query_conn *c, const char *instrument_id, const char *granularity,
@@ -1808,7 +1815,8 @@ int history_timeseries(history_query_conn *c, const char *instrument_id, const c
     int64_t g = history_granularity_seconds(granularity);
     if (!g) {
         qerr(err, HISTORY_QERR_INVALID,
-             "Unsupported granularity: %s (1s 5s 10s 30s 1m 5m 15m 30m 1h 4h 1d)",
+             "Unsupported granularity: %s (1s 5s 10s 30s 1m 5m 15m 30m 1h 4h 1d, or seconds up "
+             "to a year)",
              granularity ? granularity : "(none)");
         return HISTORY_QERR_INVALID;
     }

@@ -183,7 +183,8 @@ int history_structured_json(history_query_conn *c, const char *json_request,
 /* ---- OHLCV time series from trades ---- */
 
 /* Granularity in seconds for "1s" "5s" "10s" "30s" "1m" "5m" "15m" "30m" "1h" "4h" "1d" (also
- * "1min" "5min" "15min" "30min" "60min" "day"); 0 when unsupported. */
+ * "1min" "5min" "15min" "30min" "60min" "day"), or a number of seconds "N" / "Ns" with N in
+ * [1, 366 days]; 0 when unsupported. */
 int64_t history_granularity_seconds(const char *g);
 
 /* Buckets of the instrument's trades (the taker side of each match, so a match counts once) over

@@ -296,6 +296,19 @@ class HistoryDayTest(unittest.TestCase):
         self.assertEqual(st, 400)
         self.assertEqual(body["error"]["code"], 1008)
 
+    def test_timeseries_granularity_in_seconds(self):
+        """README: granularity is "1s".."1d" or a number of seconds."""
+        self.assertEqual(self.check_series(1, 1), self.check_series("1s", 1))
+        self.assertEqual(self.check_series(60, 60), self.check_series("1m", 60))
+        self.check_series(2, 2)
+        self.check_series("3600", 3600)
+        for bad in (0, -5, 367 * 86400, "0s", "abc"):
+            st, body = self.srv.post("/api/query/timeseries", {"instrument_id": "CFFEX.IF2501",
+                                                               "granularity": bad})
+            self.assertEqual(st, 400, (bad, body))
+            self.assertEqual(body["error"]["code"], 1008, body)
+            self.assertIn(str(bad), body["error"]["message"], body)
+
     # ---- trades pages ----
 
     def test_trades_paging_stable(self):

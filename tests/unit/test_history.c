@@ -687,6 +687,15 @@ static void test_timeseries_ohlcv(void) {
     json_decref(r);
     CHECK_INT(history_timeseries(c, instr_ids[0], "7m", 0, 1, &l, &out, NULL, &err), 1008);
     CHECK_CONTAINS(err.message, "Unsupported granularity: 7m");
+    /* a number of seconds, as JSON numbers arrive ("60s") or bare */
+    CHECK_INT(history_granularity_seconds("60s"), 60);
+    CHECK_INT(history_granularity_seconds("90"), 90);
+    CHECK_INT(history_granularity_seconds("31622400s"), 366 * 86400);
+    CHECK_INT(history_granularity_seconds("31622401s"), 0);
+    CHECK_INT(history_granularity_seconds("0s"), 0);
+    CHECK_INT(history_granularity_seconds("-5s"), 0);
+    CHECK_INT(history_granularity_seconds("5ss"), 0);
+    CHECK_INT(history_granularity_seconds("99999999999999999999999s"), 0);
     history_query_close(c);
 }
 
