@@ -2022,8 +2022,8 @@ static int trades_page_in_txn(history_query_conn *c, const history_trades_page_q
     }
     sbuf sql = {0};
     sb_fmt(&sql,
-           "SELECT COUNT(*), COALESCE(SUM(volume), 0), COALESCE(SUM(commission), 0.0)"
-           " FROM trades%s",
+           "SELECT COUNT(*), COALESCE(SUM(volume), 0), COALESCE(SUM(commission), 0.0),"
+           " COALESCE(SUM(close_profit), 0.0) FROM trades%s",
            where.p ? where.p : "");
     int rc = 0;
     if (where.oom || sql.oom || binds.n == 0) {
@@ -2032,7 +2032,7 @@ static int trades_page_in_txn(history_query_conn *c, const history_trades_page_q
     }
     sqlite3_stmt *st = NULL;
     int64_t total = 0, total_volume = 0;
-    double total_commission = 0;
+    double total_commission = 0, total_close_profit = 0;
     if (rc == 0) rc = prepare_internal(c, sql.p, &st, err);
     if (rc == 0) {
         bind_all(st, &binds);
@@ -2043,6 +2043,7 @@ static int trades_page_in_txn(history_query_conn *c, const history_trades_page_q
             total = sqlite3_column_int64(st, 0);
             total_volume = sqlite3_column_int64(st, 1);
             total_commission = sqlite3_column_double(st, 2);
+            total_close_profit = sqlite3_column_double(st, 3);
         } else {
             rc = step_error(c, src, &rl, err);
         }
@@ -2081,10 +2082,11 @@ static int trades_page_in_txn(history_query_conn *c, const history_trades_page_q
     if (rc == 0) rc = prepare_internal(c, sql.p, &st, err);
     if (rc == 0) {
         bind_all(st, &binds);
-        json_t *extra = json_pack(
-            "{sIsIsIsIsIsf}", "page", (json_int_t)page, "size", (json_int_t)size, "pages",
-            (json_int_t)((total + size - 1) / size), "total", (json_int_t)total, "total_volume",
-            (json_int_t)total_volume, "total_commission", total_commission);
+        json_t *extra =
+            json_pack("{sIsIsIsIsIsfsf}", "page", (json_int_t)page, "size", (json_int_t)size,
+                      "pages", (json_int_t)((total + size - 1) / size), "total", (json_int_t)total,
+                      "total_volume", (json_int_t)total_volume, "total_commission",
+                      total_commission, "total_close_profit", total_close_profit);
         rc = run_stmt(c, st, &rl, t0, extra, out, NULL, err);
         json_decref(extra);
     }

@@ -213,7 +213,8 @@ typedef struct history_trades_page_query {
 } history_trades_page_query;
 
 /* JSON: the result object plus "page", "size", "total" (matching trades), "total_volume",
- * "total_commission", "pages". The order (ts_ns, trade_id) is total, so pages never overlap. */
+ * "total_commission", "total_close_profit", "pages", all read in one transaction with the page.
+ * The order (ts_ns, trade_id) is total, so pages never overlap. */
 int history_trades_page(history_query_conn *c, const history_trades_page_query *q,
                         const history_query_limits *lim, char **out, history_query_error *err);
 

@@ -170,8 +170,9 @@ static int64_t china_midnight_ms(const char *date, int add_days) {
     return ms >= INT64_MAX / 1000000 ? INT64_MAX / 1000000 - 1 : ms < 1 ? 1 : ms;
 }
 
-/* The account's trades as a structured query (values bound, never spliced into SQL). */
-static int account_trades(history_query_conn *c, const query_job *j, bool sum_only, char **out,
+/* Every trade of the account, newest first, as a structured query (values bound, never
+ * spliced into SQL). */
+static int account_trades(history_query_conn *c, const query_job *j, char **out,
                           history_query_error *err) {
     history_filter filters[2];
     size_t nf = 0;
@@ -182,21 +183,12 @@ static int account_trades(history_query_conn *c, const query_job *j, bool sum_on
         filters[nf++] = (history_filter){.column = "instrument_id",
                                          .op = HISTORY_OP_EQ,
                                          .value = {HISTORY_VAL_TEXT, 0, 0, j->instrument_id}};
-    history_agg sum = {HISTORY_AGG_SUM, "close_profit", "close_profit"};
     history_order_by newest[2] = {{"ts_ns", 1}, {"trade_id", 1}};
-    history_structured_query q = {.table = "trades", .filters = filters, .n_filters = nf};
-    if (sum_only) {
-        q.aggs = &sum;
-        q.n_aggs = 1;
-    } else {
-        q.order_by = newest;
-        q.n_order_by = 2;
-    }
-    if (j->start_ms || j->end_ms) {
-        q.has_time_range = 1;
-        q.time_start_ms = j->start_ms;
-        q.time_end_ms = j->end_ms ? j->end_ms : INT64_MAX / 1000000;
-    }
+    history_structured_query q = {.table = "trades",
+                                  .filters = filters,
+                                  .n_filters = nf,
+                                  .order_by = newest,
+                                  .n_order_by = 2};
     history_query_limits lim = {.row_limit = HISTORY_MAX_ROW_LIMIT,
                                 .time_limit_ms = j->lim.time_limit_ms};
     return history_structured(c, &q, &lim, out, NULL, err);
@@ -227,34 +219,32 @@ static void run_trades_page(history_query_conn *c, query_job *j) {
                                    .size = (long)size,
                                    .newest_first = 1};
     history_query_limits lim = {.time_limit_ms = j->lim.time_limit_ms};
-    char *out = NULL, *sum = NULL;
+    char *out = NULL;
+    /* the page and every figure of the summary come from one read transaction: a trade
+     * committed meanwhile is in all of them or in none */
     int rc = history_trades_page(c, &q, &lim, &out, &err);
-    if (rc == 0) rc = account_trades(c, j, true, &sum, &err);
     if (rc != 0) {
         free(out);
-        free(sum);
         set_error(j, err.code ? err.code : HISTORY_QERR_STORAGE, err.message);
         return;
     }
-    json_t *res = json_loads(out, 0, NULL), *sres = json_loads(sum, 0, NULL);
+    json_t *res = json_loads(out, 0, NULL);
     free(out);
-    free(sum);
-    json_t *profit = json_array_get(json_array_get(json_object_get(sres, "rows"), 0), 0);
-    json_t *data = json_pack("{s:o, s:I, s:I, s:I, s:{s:f, s:f, s:f}}", "trades", trades_of(res),
-                             "total", json_integer_value(json_object_get(res, "total")), "page",
-                             (json_int_t)page, "size", (json_int_t)size, "summary", "volume",
-                             json_number_value(json_object_get(res, "total_volume")), "commission",
-                             json_number_value(json_object_get(res, "total_commission")),
-                             "close_profit", json_number_value(profit));
+    json_t *data =
+        json_pack("{s:o, s:I, s:I, s:I, s:{s:f, s:f, s:f}}", "trades", trades_of(res), "total",
+                  json_integer_value(json_object_get(res, "total")), "page", (json_int_t)page,
+                  "size", (json_int_t)size, "summary", "volume",
+                  json_number_value(json_object_get(res, "total_volume")), "commission",
+                  json_number_value(json_object_get(res, "total_commission")), "close_profit",
+                  json_number_value(json_object_get(res, "total_close_profit")));
     json_decref(res);
-    json_decref(sres);
     set_json(j, 200, codec_envelope_ok(data));
 }
 
 static void run_trades_all(history_query_conn *c, query_job *j) {
     history_query_error err = {0};
     char *out = NULL;
-    if (account_trades(c, j, false, &out, &err) != 0) {
+    if (account_trades(c, j, &out, &err) != 0) {
         free(out);
         set_error(j, err.code ? err.code : HISTORY_QERR_STORAGE, err.message);
         return;

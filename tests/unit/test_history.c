@@ -712,7 +712,7 @@ static void page_through(history_query_conn *c, const char *acct, const char *in
     static const history_trade_rec *mine[MAX_TRADES];
     size_t n = 0;
     int64_t vol = 0;
-    double comm = 0;
+    double comm = 0, profit = 0;
     for (size_t i = 0; i < g_ntrades; i++) {
         const history_trade_rec *t = &g_trades[i];
         if (strcmp(t->account_id, acct) != 0) continue;
@@ -722,6 +722,7 @@ static void page_through(history_query_conn *c, const char *acct, const char *in
         mine[n++] = t;
         vol += t->volume;
         comm += t->commission;
+        profit += t->close_profit;
     }
     qsort(mine, n, sizeof mine[0], cmp_trade_order);
     size_t seen = 0, wrong = 0;
@@ -740,6 +741,9 @@ static void page_through(history_query_conn *c, const char *acct, const char *in
         CHECK_INT(json_integer_value(json_object_get(r, "total")), n);
         CHECK_INT(json_integer_value(json_object_get(r, "total_volume")), vol);
         CHECK_MONEY(num(json_object_get(r, "total_commission")), comm);
+        /* the blotter's close profit comes from the same read transaction as the page */
+        CHECK(json_is_number(json_object_get(r, "total_close_profit")));
+        CHECK_MONEY(num(json_object_get(r, "total_close_profit")), profit);
         CHECK_INT(json_integer_value(json_object_get(r, "pages")), pages);
         CHECK_INT(json_integer_value(json_object_get(r, "page")), page);
         size_t rows = json_array_size(json_object_get(r, "rows"));
