@@ -309,6 +309,22 @@ class HistoryDayTest(unittest.TestCase):
             self.assertEqual(body["error"]["code"], 1008, body)
             self.assertIn(str(bad), body["error"]["message"], body)
 
+    def test_bad_query_fields_name_their_value(self):
+        """SPEC 7: a refusal names the offending value, not only the field."""
+        for path, body, value in [
+                ("/api/query/sql", {"sql": "SELECT 1", "format": "xml"}, "xml"),
+                ("/api/query/sql", {"sql": "SELECT 1", "limit": -7}, "-7"),
+                ("/api/query/sql", {"sql": "SELECT 1", "limit": "many"}, "many"),
+                ("/api/query/sql", {"sql": "SELECT 1", "timeout_ms": 600001}, "600001"),
+                ("/api/query/structured", {"table": "trades", "format": 5}, "5"),
+                ("/api/query/timeseries", {"instrument_id": "IF2501", "granularity": 1.5}, "1.5"),
+                ("/api/query/timeseries", {"instrument_id": "IF2501", "start": "yesterday"},
+                 "yesterday")]:
+            st, resp = self.srv.post(path, body)
+            self.assertEqual(st, 400, (body, resp))
+            self.assertEqual(resp["error"]["code"], 1008, resp)
+            self.assertIn(value, resp["error"]["message"], (body, resp))
+
     # ---- trades pages ----
 
     def test_trades_paging_stable(self):
