@@ -534,7 +534,7 @@ static void notes_leave(gateway *g, session *s) {
  * [notification] auto_subscribe): they repeat the order_status, trade and account_update pushes
  * of the `type` protocol in the seed's other format, and sending both to every client would
  * double the work per order. From then on the seed's rule holds: no channel named means every
- * channel. */
+ * channel (a subscribe that names none, too, whatever the filter was). */
 static void notes_action(gateway *g, session *s, const json_t *m) {
     const char *action = json_string_value(json_object_get(m, "action"));
     if (action == NULL) {
@@ -596,7 +596,9 @@ static void notes_action(gateway *g, session *s, const json_t *m) {
         }
     }
     notes_count(g, notes_effective(s), -1);
-    if (subscribe)
+    if (subscribe && mask == 0) /* no channel named: every channel, even after a narrower one */
+        notify_session_unsubscribe_all(s->notes);
+    else if (subscribe)
         notify_session_subscribe(s->notes, mask);
     else if (mask)
         notify_session_unsubscribe(s->notes, mask);
