@@ -115,6 +115,12 @@ static json_t *rows_as_objects(const json_t *result) {
     return arr;
 }
 
+/* A REAL column as a JSON real: the result text prints whole values as integers ("3800"),
+ * where the engine's routes print the double they hold ("3800.0"). */
+static json_t *real_of(const json_t *o, const char *key) {
+    return json_real(json_number_value(json_object_get(o, key)));
+}
+
 static const char *str_of(const json_t *o, const char *key) {
     const char *s = json_string_value(json_object_get(o, key));
     return s ? s : "";
@@ -133,17 +139,17 @@ static json_t *trade_object(const json_t *r) {
     json_int_t ms = json_integer_value(json_object_get(r, "ts_ns")) / 1000000;
     const char *acc = str_of(r, "account_id");
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:O, s:O, s:O, s:I, "
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:O, s:o, s:o, s:I, "
         "s:I, s:b, s:b, s:i}",
         "trade_id", str_of(r, "trade_id"), "order_id", str_of(r, "order_id"), "exchange_order_id",
         str_of(r, "exchange_order_id"), "exchange_trade_id", str_of(r, "exchange_trade_id"),
         "account_id", acc, "user_id", acc, "instrument_id", ins, "exchange_id", exchange,
         "direction", str_of(r, "direction"), "offset", str_of(r, "offset"), "price",
-        json_object_get(r, "price"), "volume", json_object_get(r, "volume"), "commission",
-        json_object_get(r, "commission"), "close_profit", json_object_get(r, "close_profit"),
-        "trade_date_time", ms, "timestamp", ms, "is_taker",
-        json_integer_value(json_object_get(r, "is_taker")) != 0, "is_liquidation",
-        json_integer_value(json_object_get(r, "is_liquidation")) != 0, "towards", towards_of(d, o));
+        real_of(r, "price"), "volume", json_object_get(r, "volume"), "commission",
+        real_of(r, "commission"), "close_profit", real_of(r, "close_profit"), "trade_date_time", ms,
+        "timestamp", ms, "is_taker", json_integer_value(json_object_get(r, "is_taker")) != 0,
+        "is_liquidation", json_integer_value(json_object_get(r, "is_liquidation")) != 0, "towards",
+        towards_of(d, o));
 }
 
 static json_t *trades_of(const json_t *result) {
@@ -270,10 +276,15 @@ static void run_curve(history_query_conn *c, query_job *j) {
     json_t *points = rows_as_objects(res);
     size_t i;
     json_t *p;
+    static const char *const money[] = {"balance",         "available",    "margin",
+                                        "position_profit", "close_profit", "commission",
+                                        "risk_ratio"};
     json_array_foreach(points, i, p) { /* epoch ms beside the ns column, as other routes show */
         json_object_set_new(
             p, "timestamp",
             json_integer(json_integer_value(json_object_get(p, "ts_ns")) / 1000000));
+        for (size_t k = 0; k < sizeof money / sizeof money[0]; k++)
+            json_object_set_new(p, money[k], real_of(p, money[k]));
     }
     set_json(j, 200,
              codec_envelope_ok(json_pack("{s:s, s:s, s:I, s:o}", "account_id", j->account_id,

@@ -399,6 +399,23 @@ class HistoryDayTest(unittest.TestCase):
                                       "?start_date=2999-01-02&end_date=2999-01-01"))
         self.assertEqual((empty["total"], empty["trades"]), (0, []))
 
+    def test_money_fields_are_numbers_with_a_fraction(self):
+        """Prices and money are doubles (SPEC 3): the history's trades and curve points print
+        them as the engine's routes do (3800.0), whole values included, so a typed client reads
+        the same type from both sources."""
+        acc_a = self.acc["A"]
+        page = ok(self, self.srv.get(f"/api/trades/user/{acc_a}?size=1000"))["trades"]
+        listed = ok(self, self.srv.get(f"/api/order/user/{acc_a}/trades"))
+        self.assertTrue(page and listed)
+        for t in page + listed:
+            for key in ("price", "commission", "close_profit"):
+                self.assertIsInstance(t[key], float, (key, t))
+            self.assertIsInstance(t["volume"], int, t)
+        for p in ok(self, self.srv.get(f"/api/account/{acc_a}/curve"))["points"]:
+            for key in ("balance", "available", "margin", "position_profit", "close_profit",
+                        "commission", "risk_ratio"):
+                self.assertIsInstance(p[key], float, (key, p))
+
     # ---- export formats ----
 
     def test_csv_and_json_lines(self):
