@@ -8,6 +8,7 @@
 #include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1793,7 +1794,14 @@ int64_t history_granularity_seconds(const char *g) {
     if (!g) return 0;
     for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
         if (strcasecmp(gs[i].name, g) == 0) return gs[i].s;
-    return 0;
+    /* any number of seconds, "90" or "90s" (a JSON number reaches here as "<n>s"), up to a
+     * year as the structured TimeSeries takes them; nanosecond buckets stay far from overflow */
+    int64_t n = 0;
+    const char *p = g;
+    for (; isdigit((unsigned char)*p) && n <= 366LL * 86400; p++)
+        n = n * 10 + (*p - '0');
+    if (p == g || (*p != '\0' && strcmp(p, "s") != 0) || n < 1 || n > 366LL * 86400) return 0;
+    return n;
 }
 
 int history_timeseries(history_query_conn *c, const char *instrument_id, const char *granularity,
@@ -1807,7 +1815,8 @@ int history_timeseries(history_query_conn *c, const char *instrument_id, const c
     int64_t g = history_granularity_seconds(granularity);
     if (!g) {
         qerr(err, HISTORY_QERR_INVALID,
-             "Unsupported granularity: %s (1s 5s 10s 30s 1m 5m 15m 30m 1h 4h 1d)",
+             "Unsupported granularity: %s (1s 5s 10s 30s 1m 5m 15m 30m 1h 4h 1d, or seconds up "
+             "to a year)",
              granularity ? granularity : "(none)");
         return HISTORY_QERR_INVALID;
     }
@@ -1899,7 +1908,7 @@ int history_timeseries(history_query_conn *c, const char *instrument_id, const c
 
 /* ---- trades paging ---- */
 
-static int valid_date(const char *d) {
+int history_date_valid(const char *d) {
     if (!d || strlen(d) != 10) return 0;
     for (int i = 0; i < 10; i++) {
         if (i == 4 || i == 7) {
@@ -1908,7 +1917,24 @@ static int valid_date(const char *d) {
             return 0;
         }
     }
-    return 1;
+    /* a day of the calendar: "2025-02-30" compared as text would quietly stand for a day
+     * that does not exist, and turned into a time it would roll over into March */
+    int y = atoi(d), m = atoi(d + 5), day = atoi(d + 8);
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m < 1 || m > 12 || day < 1) return 0;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return day <= days[m - 1] + (m == 2 && leap);
+}
+
+/* Refuses a start or end date that is not a calendar date, naming it. */
+static int check_dates(const char *sd, const char *ed, history_query_error *err) {
+    const char *name = sd && !history_date_valid(sd) ? "start_date" : "end_date";
+    const char *bad = sd && !history_date_valid(sd)   ? sd
+                      : ed && !history_date_valid(ed) ? ed
+                                                      : NULL;
+    if (!bad) return 0;
+    qerr(err, HISTORY_QERR_INVALID, "%s '%.40s' is not a date (YYYY-MM-DD expected)", name, bad);
+    return HISTORY_QERR_INVALID;
 }
 
 /* BEGIN or COMMIT of a read transaction: statements between the two see one snapshot of the
@@ -1951,11 +1977,7 @@ static int trades_page_in_txn(history_query_conn *c, const history_trades_page_q
     }
     const char *sd = q->start_date && *q->start_date ? q->start_date : NULL;
     const char *ed = q->end_date && *q->end_date ? q->end_date : NULL;
-    if ((sd && !valid_date(sd)) || (ed && !valid_date(ed))) {
-        qerr(err, HISTORY_QERR_INVALID, "invalid date %s (YYYY-MM-DD expected)",
-             sd && !valid_date(sd) ? sd : ed);
-        return HISTORY_QERR_INVALID;
-    }
+    if (check_dates(sd, ed, err)) return HISTORY_QERR_INVALID;
     long page = q->page > 0 ? q->page : 1;
     long size = q->size > 0 ? q->size : 20;
     if (size > 1000) {
@@ -2000,8 +2022,8 @@ static int trades_page_in_txn(history_query_conn *c, const history_trades_page_q
     }
     sbuf sql = {0};
     sb_fmt(&sql,
-           "SELECT COUNT(*), COALESCE(SUM(volume), 0), COALESCE(SUM(commission), 0.0)"
-           " FROM trades%s",
+           "SELECT COUNT(*), COALESCE(SUM(volume), 0), COALESCE(SUM(commission), 0.0),"
+           " COALESCE(SUM(close_profit), 0.0) FROM trades%s",
            where.p ? where.p : "");
     int rc = 0;
     if (where.oom || sql.oom || binds.n == 0) {
@@ -2010,7 +2032,7 @@ static int trades_page_in_txn(history_query_conn *c, const history_trades_page_q
     }
     sqlite3_stmt *st = NULL;
     int64_t total = 0, total_volume = 0;
-    double total_commission = 0;
+    double total_commission = 0, total_close_profit = 0;
     if (rc == 0) rc = prepare_internal(c, sql.p, &st, err);
     if (rc == 0) {
         bind_all(st, &binds);
@@ -2021,6 +2043,7 @@ static int trades_page_in_txn(history_query_conn *c, const history_trades_page_q
             total = sqlite3_column_int64(st, 0);
             total_volume = sqlite3_column_int64(st, 1);
             total_commission = sqlite3_column_double(st, 2);
+            total_close_profit = sqlite3_column_double(st, 3);
         } else {
             rc = step_error(c, src, &rl, err);
         }
@@ -2059,10 +2082,11 @@ static int trades_page_in_txn(history_query_conn *c, const history_trades_page_q
     if (rc == 0) rc = prepare_internal(c, sql.p, &st, err);
     if (rc == 0) {
         bind_all(st, &binds);
-        json_t *extra = json_pack(
-            "{sIsIsIsIsIsf}", "page", (json_int_t)page, "size", (json_int_t)size, "pages",
-            (json_int_t)((total + size - 1) / size), "total", (json_int_t)total, "total_volume",
-            (json_int_t)total_volume, "total_commission", total_commission);
+        json_t *extra =
+            json_pack("{sIsIsIsIsIsfsf}", "page", (json_int_t)page, "size", (json_int_t)size,
+                      "pages", (json_int_t)((total + size - 1) / size), "total", (json_int_t)total,
+                      "total_volume", (json_int_t)total_volume, "total_commission",
+                      total_commission, "total_close_profit", total_close_profit);
         rc = run_stmt(c, st, &rl, t0, extra, out, NULL, err);
         json_decref(extra);
     }
@@ -2085,11 +2109,7 @@ int history_equity_curve(history_query_conn *c, const char *account_id, const ch
     }
     const char *sd = start_date && *start_date ? start_date : NULL;
     const char *ed = end_date && *end_date ? end_date : NULL;
-    if ((sd && !valid_date(sd)) || (ed && !valid_date(ed))) {
-        qerr(err, HISTORY_QERR_INVALID, "invalid date %s (YYYY-MM-DD expected)",
-             sd && !valid_date(sd) ? sd : ed);
-        return HISTORY_QERR_INVALID;
-    }
+    if (check_dates(sd, ed, err)) return HISTORY_QERR_INVALID;
     int64_t t0 = now_ns();
     run_limits rl = limits_of(lim);
     char sql[800];

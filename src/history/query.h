@@ -183,7 +183,8 @@ int history_structured_json(history_query_conn *c, const char *json_request,
 /* ---- OHLCV time series from trades ---- */
 
 /* Granularity in seconds for "1s" "5s" "10s" "30s" "1m" "5m" "15m" "30m" "1h" "4h" "1d" (also
- * "1min" "5min" "15min" "30min" "60min" "day"); 0 when unsupported. */
+ * "1min" "5min" "15min" "30min" "60min" "day"), or a number of seconds "N" / "Ns" with N in
+ * [1, 366 days]; 0 when unsupported. */
 int64_t history_granularity_seconds(const char *g);
 
 /* Buckets of the instrument's trades (the taker side of each match, so a match counts once) over
@@ -193,6 +194,10 @@ int64_t history_granularity_seconds(const char *g);
 int history_timeseries(history_query_conn *c, const char *instrument_id, const char *granularity,
                        int64_t start_ms, int64_t end_ms, const history_query_limits *lim,
                        char **out, history_result_info *info, history_query_error *err);
+
+/* 1 when d is a day of the calendar written YYYY-MM-DD ("2024-02-29" yes, "2025-02-30" and
+ * "2025-1-5" no), else 0. */
+int history_date_valid(const char *d);
 
 /* ---- trades paging ---- */
 
@@ -208,7 +213,8 @@ typedef struct history_trades_page_query {
 } history_trades_page_query;
 
 /* JSON: the result object plus "page", "size", "total" (matching trades), "total_volume",
- * "total_commission", "pages". The order (ts_ns, trade_id) is total, so pages never overlap. */
+ * "total_commission", "total_close_profit", "pages", all read in one transaction with the page.
+ * The order (ts_ns, trade_id) is total, so pages never overlap. */
 int history_trades_page(history_query_conn *c, const history_trades_page_query *q,
                         const history_query_limits *lim, char **out, history_query_error *err);
 

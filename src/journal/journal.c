@@ -1683,7 +1683,16 @@ int journal_prune(journal *j, uint64_t upto_seq, char *err, size_t errlen) {
     size_t ns;
     if (list_seq_files(sdir, "snapshot-", ".bin", &snaps, &ns, err, errlen) != 0) return -1;
     uint64_t limit = ns >= 2 ? snaps[ns - 2] : 0;
-    if (upto_seq < limit) limit = upto_seq;
+    if (upto_seq < limit) {
+        /* A reader still behind the second-newest snapshot (the history store after a crash)
+         * rebuilds its state at upto_seq from the newest snapshot at or before it plus the
+         * journal after that snapshot: keep both. Cutting at upto_seq itself kept neither, and
+         * the history lost the commands up to the next snapshot. No such snapshot: only the
+         * whole journal will do. */
+        limit = 0;
+        for (size_t k = ns; k-- > 0 && limit == 0;)
+            if (snaps[k] <= upto_seq) limit = snaps[k];
+    }
 
     /* Segment i holds seqs segs[i] .. segs[i+1]-1; the last one is never deleted. */
     uint64_t *victims = NULL;
@@ -1724,9 +1733,10 @@ int journal_prune(journal *j, uint64_t upto_seq, char *err, size_t errlen) {
         rc = -1;
     }
 
-    /* Snapshots: keep the newest two; also remove the temp files a crash left behind. */
+    /* Snapshots: keep the newest two, and every one from the snapshot the limit stands on
+     * (all of them while the limit is 0); also remove the temp files a crash left behind. */
     int snap_deleted = 0;
-    for (size_t k = 0; k + 2 < ns; k++) {
+    for (size_t k = 0; k + 2 < ns && snaps[k] < limit; k++) {
         char name[64], path[JOURNAL_PATH_MAX];
         snapshot_name(name, sizeof name, snaps[k]);
         if (join_path(path, sizeof path, sdir, name, err, errlen) != 0) {

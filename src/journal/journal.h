@@ -159,9 +159,11 @@ int journal_retry(journal *j);
 
 /* Deletes the segments whose records are all <= upto_seq (never the active segment) and all but
  * the two newest snapshots. To keep the fallback to the older of those two snapshots possible,
- * segments holding records newer than it are kept: the effective limit is
- * min(upto_seq, seq of the second-newest snapshot), and 0 with fewer than two snapshots.
- * Returns the number of files deleted, -1 on error (err). */
+ * segments holding records newer than it are kept: the effective limit is the seq of the
+ * second-newest snapshot (0 with fewer than two snapshots). When upto_seq is below it, the
+ * limit is the newest snapshot at or before upto_seq, which is kept too (0 when there is none),
+ * so the state at upto_seq can still be rebuilt. Returns the number of files deleted, -1 on
+ * error (err). */
 int journal_prune(journal *j, uint64_t upto_seq, char *err, size_t errlen);
 
 /* Counters since open. */

@@ -534,7 +534,7 @@ static void notes_leave(gateway *g, session *s) {
  * [notification] auto_subscribe): they repeat the order_status, trade and account_update pushes
  * of the `type` protocol in the seed's other format, and sending both to every client would
  * double the work per order. From then on the seed's rule holds: no channel named means every
- * channel. */
+ * channel (a subscribe that names none, too, whatever the filter was). */
 static void notes_action(gateway *g, session *s, const json_t *m) {
     const char *action = json_string_value(json_object_get(m, "action"));
     if (action == NULL) {
@@ -596,7 +596,9 @@ static void notes_action(gateway *g, session *s, const json_t *m) {
         }
     }
     notes_count(g, notes_effective(s), -1);
-    if (subscribe)
+    if (subscribe && mask == 0) /* no channel named: every channel, even after a narrower one */
+        notify_session_unsubscribe_all(s->notes);
+    else if (subscribe)
         notify_session_subscribe(s->notes, mask);
     else if (mask)
         notify_session_unsubscribe(s->notes, mask);
@@ -1065,13 +1067,23 @@ static void drain_queries(gateway *g) {
     }
 }
 
+/* A JSON value as the client sent it, cut to fit a message (SPEC 7: a refusal names the
+ * offending value). */
+static void json_value_text(const json_t *v, char *out, size_t cap) {
+    char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    snprintf(out, cap, "%s", t ? t : "?");
+    free(t);
+}
+
 static bool json_int_field(session *s, const json_t *body, const char *name, int64_t min,
                            int64_t max, int64_t *out) {
     const json_t *v = json_object_get(body, name);
     if (v == NULL || json_is_null(v)) return true;
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        respond_error(s, 400, HISTORY_QERR_INVALID, "%s must be an integer in [%lld, %lld]", name,
-                      (long long)min, (long long)max);
+        char got[64];
+        json_value_text(v, got, sizeof got);
+        respond_error(s, 400, HISTORY_QERR_INVALID, "%s must be an integer in [%lld, %lld], got %s",
+                      name, (long long)min, (long long)max, got);
         return false;
     }
     *out = json_integer_value(v);
@@ -1090,7 +1102,10 @@ static bool query_limits(session *s, const json_t *body, history_query_limits *l
     if (f && !json_is_null(f)) {
         int fmt = json_is_string(f) ? history_format_parse(json_string_value(f)) : -1;
         if (fmt < 0) {
-            respond_error(s, 400, HISTORY_QERR_INVALID, "format must be json, csv or jsonl");
+            char got[64];
+            json_value_text(f, got, sizeof got);
+            respond_error(s, 400, HISTORY_QERR_INVALID, "format must be json, csv or jsonl, got %s",
+                          got);
             return false;
         }
         lim->format = (history_format)fmt;
@@ -1136,8 +1151,12 @@ static void route_query(gateway *g, session *s, const char *what, json_t *body) 
         else if (json_is_string(gran) && json_string_length(gran) < sizeof granularity)
             snprintf(granularity, sizeof granularity, "%s", json_string_value(gran));
         else if (gran && !json_is_null(gran)) {
+            char got[64];
+            json_value_text(gran, got, sizeof got);
             respond_error(s, 400, HISTORY_QERR_INVALID,
-                          "granularity must be 1s 5s 10s 30s 1m 5m 15m 30m 1h 4h or 1d");
+                          "granularity must be 1s 5s 10s 30s 1m 5m 15m 30m 1h 4h 1d or a number of "
+                          "seconds, got %s",
+                          got);
             return;
         }
         j = query_job_new(QUERY_TIMESERIES);

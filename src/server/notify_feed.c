@@ -123,9 +123,11 @@ static void trade_note(notify_feed *f, const engine *e, const trade *tr, int64_t
     if (!wanted(f, NOTIFY_TRADE_EXECUTED)) return;
     const account *a = engine_account_of(e, tr->account);
     const instrument *ins = engine_instrument_of(e, tr->instrument);
-    char trade_id[32], exchange_id[32];
+    char trade_id[32], exchange_id[QAEX_ID_LEN];
     order_format_seq('T', tr->seq, trade_id, sizeof trade_id);
-    order_format_seq('X', tr->exchange_seq, exchange_id, sizeof exchange_id);
+    /* the order's exchange id as its own notifications, REST and the history spell it
+     * ("IF2501-000000000003"), so a client can tie the fill to its order */
+    engine_trade_exchange_order_id(e, tr, exchange_id, sizeof exchange_id);
     bool full = tr->order_seq == f->last_order_seq && f->last_order_left == 0;
     payload t;
     payload_begin(&t);

@@ -115,6 +115,12 @@ static json_t *rows_as_objects(const json_t *result) {
     return arr;
 }
 
+/* A REAL column as a JSON real: the result text prints whole values as integers ("3800"),
+ * where the engine's routes print the double they hold ("3800.0"). */
+static json_t *real_of(const json_t *o, const char *key) {
+    return json_real(json_number_value(json_object_get(o, key)));
+}
+
 static const char *str_of(const json_t *o, const char *key) {
     const char *s = json_string_value(json_object_get(o, key));
     return s ? s : "";
@@ -132,20 +138,18 @@ static json_t *trade_object(const json_t *r) {
     offset_parse(str_of(r, "offset"), &o);
     json_int_t ms = json_integer_value(json_object_get(r, "ts_ns")) / 1000000;
     const char *acc = str_of(r, "account_id");
-    /* prices and money are doubles, as the engine's own trades give them: the query text writes
-     * a whole REAL without its ".0", which would come back as an integer (3800, not 3800.0) */
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:O, s:f, s:f, s:I, "
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:O, s:o, s:o, s:I, "
         "s:I, s:b, s:b, s:i}",
         "trade_id", str_of(r, "trade_id"), "order_id", str_of(r, "order_id"), "exchange_order_id",
         str_of(r, "exchange_order_id"), "exchange_trade_id", str_of(r, "exchange_trade_id"),
         "account_id", acc, "user_id", acc, "instrument_id", ins, "exchange_id", exchange,
         "direction", str_of(r, "direction"), "offset", str_of(r, "offset"), "price",
-        json_number_value(json_object_get(r, "price")), "volume", json_object_get(r, "volume"),
-        "commission", json_number_value(json_object_get(r, "commission")), "close_profit",
-        json_number_value(json_object_get(r, "close_profit")), "trade_date_time", ms, "timestamp",
-        ms, "is_taker", json_integer_value(json_object_get(r, "is_taker")) != 0, "is_liquidation",
-        json_integer_value(json_object_get(r, "is_liquidation")) != 0, "towards", towards_of(d, o));
+        real_of(r, "price"), "volume", json_object_get(r, "volume"), "commission",
+        real_of(r, "commission"), "close_profit", real_of(r, "close_profit"), "trade_date_time", ms,
+        "timestamp", ms, "is_taker", json_integer_value(json_object_get(r, "is_taker")) != 0,
+        "is_liquidation", json_integer_value(json_object_get(r, "is_liquidation")) != 0, "towards",
+        towards_of(d, o));
 }
 
 static json_t *trades_of(const json_t *result) {
@@ -172,15 +176,9 @@ static int64_t china_midnight_ms(const char *date, int add_days) {
     return ms >= INT64_MAX / 1000000 ? INT64_MAX / 1000000 - 1 : ms < 1 ? 1 : ms;
 }
 
-static bool valid_day(const char *s) {
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9')) return false;
-    return true;
-}
-
-/* The account's trades as a structured query (values bound, never spliced into SQL). */
-static int account_trades(history_query_conn *c, const query_job *j, bool sum_only, char **out,
+/* Every trade of the account, newest first, as a structured query (values bound, never
+ * spliced into SQL). */
+static int account_trades(history_query_conn *c, const query_job *j, char **out,
                           history_query_error *err) {
     history_filter filters[2];
     size_t nf = 0;
@@ -191,21 +189,12 @@ static int account_trades(history_query_conn *c, const query_job *j, bool sum_on
         filters[nf++] = (history_filter){.column = "instrument_id",
                                          .op = HISTORY_OP_EQ,
                                          .value = {HISTORY_VAL_TEXT, 0, 0, j->instrument_id}};
-    history_agg sum = {HISTORY_AGG_SUM, "close_profit", "close_profit"};
     history_order_by newest[2] = {{"ts_ns", 1}, {"trade_id", 1}};
-    history_structured_query q = {.table = "trades", .filters = filters, .n_filters = nf};
-    if (sum_only) {
-        q.aggs = &sum;
-        q.n_aggs = 1;
-    } else {
-        q.order_by = newest;
-        q.n_order_by = 2;
-    }
-    if (j->start_ms || j->end_ms) {
-        q.has_time_range = 1;
-        q.time_start_ms = j->start_ms;
-        q.time_end_ms = j->end_ms ? j->end_ms : INT64_MAX / 1000000;
-    }
+    history_structured_query q = {.table = "trades",
+                                  .filters = filters,
+                                  .n_filters = nf,
+                                  .order_by = newest,
+                                  .n_order_by = 2};
     history_query_limits lim = {.row_limit = HISTORY_MAX_ROW_LIMIT,
                                 .time_limit_ms = j->lim.time_limit_ms};
     return history_structured(c, &q, &lim, out, NULL, err);
@@ -213,9 +202,15 @@ static int account_trades(history_query_conn *c, const query_job *j, bool sum_on
 
 static void run_trades_page(history_query_conn *c, query_job *j) {
     history_query_error err = {0};
-    if ((j->start_date[0] && !valid_day(j->start_date)) ||
-        (j->end_date[0] && !valid_day(j->end_date))) {
-        set_error(j, HISTORY_QERR_INVALID, "invalid date (YYYY-MM-DD expected)");
+    /* checked before they become times: timegm would roll "2025-02-30" over into March */
+    const char *bad = j->start_date[0] && !history_date_valid(j->start_date) ? "start_date"
+                      : j->end_date[0] && !history_date_valid(j->end_date)   ? "end_date"
+                                                                             : NULL;
+    if (bad) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s '%s' is not a date (YYYY-MM-DD expected)", bad,
+                 bad[0] == 's' ? j->start_date : j->end_date);
+        set_error(j, HISTORY_QERR_INVALID, msg);
         return;
     }
     j->start_ms = j->start_date[0] ? china_midnight_ms(j->start_date, 0) : 0;
@@ -230,34 +225,32 @@ static void run_trades_page(history_query_conn *c, query_job *j) {
                                    .size = (long)size,
                                    .newest_first = 1};
     history_query_limits lim = {.time_limit_ms = j->lim.time_limit_ms};
-    char *out = NULL, *sum = NULL;
+    char *out = NULL;
+    /* the page and every figure of the summary come from one read transaction: a trade
+     * committed meanwhile is in all of them or in none */
     int rc = history_trades_page(c, &q, &lim, &out, &err);
-    if (rc == 0) rc = account_trades(c, j, true, &sum, &err);
     if (rc != 0) {
         free(out);
-        free(sum);
         set_error(j, err.code ? err.code : HISTORY_QERR_STORAGE, err.message);
         return;
     }
-    json_t *res = json_loads(out, 0, NULL), *sres = json_loads(sum, 0, NULL);
+    json_t *res = json_loads(out, 0, NULL);
     free(out);
-    free(sum);
-    json_t *profit = json_array_get(json_array_get(json_object_get(sres, "rows"), 0), 0);
-    json_t *data = json_pack("{s:o, s:I, s:I, s:I, s:{s:f, s:f, s:f}}", "trades", trades_of(res),
-                             "total", json_integer_value(json_object_get(res, "total")), "page",
-                             (json_int_t)page, "size", (json_int_t)size, "summary", "volume",
-                             json_number_value(json_object_get(res, "total_volume")), "commission",
-                             json_number_value(json_object_get(res, "total_commission")),
-                             "close_profit", json_number_value(profit));
+    json_t *data =
+        json_pack("{s:o, s:I, s:I, s:I, s:{s:f, s:f, s:f}}", "trades", trades_of(res), "total",
+                  json_integer_value(json_object_get(res, "total")), "page", (json_int_t)page,
+                  "size", (json_int_t)size, "summary", "volume",
+                  json_number_value(json_object_get(res, "total_volume")), "commission",
+                  json_number_value(json_object_get(res, "total_commission")), "close_profit",
+                  json_number_value(json_object_get(res, "total_close_profit")));
     json_decref(res);
-    json_decref(sres);
     set_json(j, 200, codec_envelope_ok(data));
 }
 
 static void run_trades_all(history_query_conn *c, query_job *j) {
     history_query_error err = {0};
     char *out = NULL;
-    if (account_trades(c, j, false, &out, &err) != 0) {
+    if (account_trades(c, j, &out, &err) != 0) {
         free(out);
         set_error(j, err.code ? err.code : HISTORY_QERR_STORAGE, err.message);
         return;
@@ -283,10 +276,15 @@ static void run_curve(history_query_conn *c, query_job *j) {
     json_t *points = rows_as_objects(res);
     size_t i;
     json_t *p;
+    static const char *const money[] = {"balance",         "available",    "margin",
+                                        "position_profit", "close_profit", "commission",
+                                        "risk_ratio"};
     json_array_foreach(points, i, p) { /* epoch ms beside the ns column, as other routes show */
         json_object_set_new(
             p, "timestamp",
             json_integer(json_integer_value(json_object_get(p, "ts_ns")) / 1000000));
+        for (size_t k = 0; k < sizeof money / sizeof money[0]; k++)
+            json_object_set_new(p, money[k], real_of(p, money[k]));
     }
     set_json(j, 200,
              codec_envelope_ok(json_pack("{s:s, s:s, s:I, s:o}", "account_id", j->account_id,

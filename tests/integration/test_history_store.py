@@ -296,6 +296,35 @@ class HistoryDayTest(unittest.TestCase):
         self.assertEqual(st, 400)
         self.assertEqual(body["error"]["code"], 1008)
 
+    def test_timeseries_granularity_in_seconds(self):
+        """README: granularity is "1s".."1d" or a number of seconds."""
+        self.assertEqual(self.check_series(1, 1), self.check_series("1s", 1))
+        self.assertEqual(self.check_series(60, 60), self.check_series("1m", 60))
+        self.check_series(2, 2)
+        self.check_series("3600", 3600)
+        for bad in (0, -5, 367 * 86400, "0s", "abc"):
+            st, body = self.srv.post("/api/query/timeseries", {"instrument_id": "CFFEX.IF2501",
+                                                               "granularity": bad})
+            self.assertEqual(st, 400, (bad, body))
+            self.assertEqual(body["error"]["code"], 1008, body)
+            self.assertIn(str(bad), body["error"]["message"], body)
+
+    def test_bad_query_fields_name_their_value(self):
+        """SPEC 7: a refusal names the offending value, not only the field."""
+        for path, body, value in [
+                ("/api/query/sql", {"sql": "SELECT 1", "format": "xml"}, "xml"),
+                ("/api/query/sql", {"sql": "SELECT 1", "limit": -7}, "-7"),
+                ("/api/query/sql", {"sql": "SELECT 1", "limit": "many"}, "many"),
+                ("/api/query/sql", {"sql": "SELECT 1", "timeout_ms": 600001}, "600001"),
+                ("/api/query/structured", {"table": "trades", "format": 5}, "5"),
+                ("/api/query/timeseries", {"instrument_id": "IF2501", "granularity": 1.5}, "1.5"),
+                ("/api/query/timeseries", {"instrument_id": "IF2501", "start": "yesterday"},
+                 "yesterday")]:
+            st, resp = self.srv.post(path, body)
+            self.assertEqual(st, 400, (body, resp))
+            self.assertEqual(resp["error"]["code"], 1008, resp)
+            self.assertIn(value, resp["error"]["message"], (body, resp))
+
     # ---- trades pages ----
 
     def test_trades_paging_stable(self):
@@ -345,6 +374,47 @@ class HistoryDayTest(unittest.TestCase):
         self.assertEqual(sorted(t["trade_id"] for t in listed), sorted(ids))
         st, body = self.srv.get("/api/trades/user/nobody-at-all")
         self.assertEqual(st, 404, body)
+
+    def test_dates_must_be_calendar_dates(self):
+        """A date filter that names no day (month 13, 30 February) is refused with 400 / 9003
+        naming the argument and its value, rather than rolled over into another day."""
+        acc_a = self.acc["A"]
+        for path, arg, value in [
+                (f"/api/trades/user/{acc_a}?start_date=2025-13-45", "start_date", "2025-13-45"),
+                (f"/api/trades/user/{acc_a}?end_date=2025-02-30", "end_date", "2025-02-30"),
+                (f"/api/trades/user/{acc_a}?start_date=2025-1-5", "start_date", "2025-1-5"),
+                (f"/api/trades/user/{acc_a}?end_date=2025-00-10", "end_date", "2025-00-10"),
+                (f"/api/account/{acc_a}/curve?start_date=2025-99-99", "start_date", "2025-99-99"),
+                (f"/api/account/{acc_a}/curve?end_date=2023-02-29", "end_date", "2023-02-29")]:
+            st, body = self.srv.get(path)
+            self.assertEqual(st, 400, (path, body))
+            self.assertEqual(body["error"]["code"], 9003, body)
+            self.assertIn(value, body["error"]["message"], body)
+            self.assertIn(arg, body["error"]["message"], body)
+        # real days, 29 February of a leap year among them, are taken; an empty range is empty
+        for path in [f"/api/trades/user/{acc_a}?start_date=2024-02-29&end_date=2999-12-31",
+                     f"/api/account/{acc_a}/curve?start_date=2024-02-29&end_date=2999-12-31"]:
+            ok(self, self.srv.get(path))
+        empty = ok(self, self.srv.get(f"/api/trades/user/{acc_a}"
+                                      "?start_date=2999-01-02&end_date=2999-01-01"))
+        self.assertEqual((empty["total"], empty["trades"]), (0, []))
+
+    def test_money_fields_are_numbers_with_a_fraction(self):
+        """Prices and money are doubles (SPEC 3): the history's trades and curve points print
+        them as the engine's routes do (3800.0), whole values included, so a typed client reads
+        the same type from both sources."""
+        acc_a = self.acc["A"]
+        page = ok(self, self.srv.get(f"/api/trades/user/{acc_a}?size=1000"))["trades"]
+        listed = ok(self, self.srv.get(f"/api/order/user/{acc_a}/trades"))
+        self.assertTrue(page and listed)
+        for t in page + listed:
+            for key in ("price", "commission", "close_profit"):
+                self.assertIsInstance(t[key], float, (key, t))
+            self.assertIsInstance(t["volume"], int, t)
+        for p in ok(self, self.srv.get(f"/api/account/{acc_a}/curve"))["points"]:
+            for key in ("balance", "available", "margin", "position_profit", "close_profit",
+                        "commission", "risk_ratio"):
+                self.assertIsInstance(p[key], float, (key, p))
 
     # ---- export formats ----
 

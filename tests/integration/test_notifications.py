@@ -167,6 +167,23 @@ class NotificationTest(unittest.TestCase):
         m, _ = ws.recv_until(lambda m: m.get("type") == "error")
         self.assertEqual(m["code"], 9003)
 
+    def test_subscribe_naming_no_channel_means_every_channel(self):
+        """README: {"action":"subscribe"} is every channel, also after a narrower filter."""
+        ws = self.session("nC", subscribe=False)
+        ws.send({"action": "subscribe", "channels": ["trade"]})
+        self.order(ws, "BUY", 1, 3500.0)
+        notes, _, _ = drain(ws)
+        self.assertEqual({CHANNEL_OF[n["message_type"]] for n in notes}, {"trade"})
+        for widen in ({"action": "subscribe"}, {"action": "subscribe", "channels": []}):
+            ws.send({"action": "subscribe", "channels": ["trade"]})
+            ws.send(widen)
+            ws.send({"action": "get_subscriptions"})
+            m, _ = ws.recv_until(lambda m: m.get("action") == "subscriptions_response")
+            self.assertEqual((m["channels"], m["active"]), ([], True), widen)  # empty: all
+            self.order(ws, "BUY", 1, 3500.0)
+            notes, _, _ = drain(ws)
+            self.assertIn("account", {CHANNEL_OF[n["message_type"]] for n in notes}, widen)
+
     def test_actions_need_authentication(self):
         ws = self.srv.ws("/ws")
         self.addCleanup(ws.close)

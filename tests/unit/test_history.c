@@ -687,6 +687,15 @@ static void test_timeseries_ohlcv(void) {
     json_decref(r);
     CHECK_INT(history_timeseries(c, instr_ids[0], "7m", 0, 1, &l, &out, NULL, &err), 1008);
     CHECK_CONTAINS(err.message, "Unsupported granularity: 7m");
+    /* a number of seconds, as JSON numbers arrive ("60s") or bare */
+    CHECK_INT(history_granularity_seconds("60s"), 60);
+    CHECK_INT(history_granularity_seconds("90"), 90);
+    CHECK_INT(history_granularity_seconds("31622400s"), 366 * 86400);
+    CHECK_INT(history_granularity_seconds("31622401s"), 0);
+    CHECK_INT(history_granularity_seconds("0s"), 0);
+    CHECK_INT(history_granularity_seconds("-5s"), 0);
+    CHECK_INT(history_granularity_seconds("5ss"), 0);
+    CHECK_INT(history_granularity_seconds("99999999999999999999999s"), 0);
     history_query_close(c);
 }
 
@@ -703,7 +712,7 @@ static void page_through(history_query_conn *c, const char *acct, const char *in
     static const history_trade_rec *mine[MAX_TRADES];
     size_t n = 0;
     int64_t vol = 0;
-    double comm = 0;
+    double comm = 0, profit = 0;
     for (size_t i = 0; i < g_ntrades; i++) {
         const history_trade_rec *t = &g_trades[i];
         if (strcmp(t->account_id, acct) != 0) continue;
@@ -713,6 +722,7 @@ static void page_through(history_query_conn *c, const char *acct, const char *in
         mine[n++] = t;
         vol += t->volume;
         comm += t->commission;
+        profit += t->close_profit;
     }
     qsort(mine, n, sizeof mine[0], cmp_trade_order);
     size_t seen = 0, wrong = 0;
@@ -731,6 +741,9 @@ static void page_through(history_query_conn *c, const char *acct, const char *in
         CHECK_INT(json_integer_value(json_object_get(r, "total")), n);
         CHECK_INT(json_integer_value(json_object_get(r, "total_volume")), vol);
         CHECK_MONEY(num(json_object_get(r, "total_commission")), comm);
+        /* the blotter's close profit comes from the same read transaction as the page */
+        CHECK(json_is_number(json_object_get(r, "total_close_profit")));
+        CHECK_MONEY(num(json_object_get(r, "total_close_profit")), profit);
         CHECK_INT(json_integer_value(json_object_get(r, "pages")), pages);
         CHECK_INT(json_integer_value(json_object_get(r, "page")), page);
         size_t rows = json_array_size(json_object_get(r, "rows"));
@@ -771,8 +784,18 @@ static void test_trades_paging(void) {
     free(b);
     q.start_date = "2025-1-2";
     CHECK_INT(history_trades_page(c, &q, NULL, &a, &err), 1008);
-    CHECK_CONTAINS(err.message, "invalid date 2025-1-2");
+    CHECK_CONTAINS(err.message, "start_date '2025-1-2' is not a date");
     q.start_date = NULL;
+    q.end_date = "2025-02-29"; /* not a leap year */
+    CHECK_INT(history_trades_page(c, &q, NULL, &a, &err), 1008);
+    CHECK_CONTAINS(err.message, "end_date '2025-02-29' is not a date");
+    CHECK_INT(history_date_valid("2024-02-29"), 1);
+    CHECK_INT(history_date_valid("2000-02-29"), 1);
+    CHECK_INT(history_date_valid("1900-02-29"), 0);
+    CHECK_INT(history_date_valid("2025-04-31"), 0);
+    CHECK_INT(history_date_valid("2025-12-31"), 1);
+    CHECK_INT(history_date_valid("2025-00-01"), 0);
+    q.end_date = NULL;
     q.size = 5000;
     CHECK_INT(history_trades_page(c, &q, NULL, &a, &err), 1008);
     history_query_close(c);

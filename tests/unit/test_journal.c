@@ -1345,6 +1345,46 @@ static void test_prune(void) {
     check_replay(dir, 1000, 1010, false);
 }
 
+/* A reader behind the second-newest snapshot (the history store, whose position is the prune
+ * bound after a crash) rebuilds from the newest snapshot at or before its position and the
+ * journal after that snapshot: pruning keeps both, or everything when there is no such
+ * snapshot. */
+static void test_prune_behind_snapshots(void) {
+    char dir[128], err[JOURNAL_MSG_MAX];
+    new_dir(dir, sizeof dir);
+    fio_reset();
+    journal_options o = test_options();
+    o.segment_size = 4096;
+    journal *j = open_journal(dir, &o, NULL);
+    CHECK(j != NULL);
+    if (j == NULL) return;
+    CHECK_INT(append_range(j, 1, 1000, false), 0);
+    CHECK_INT(journal_wait_durable(j, 1000, 10000), JOURNAL_OK);
+    seg_list before = list_segments(dir);
+    unsigned char body[100] = {0};
+    CHECK_INT(snapshot_write(dir, 300, body, sizeof body, err, sizeof err), 0);
+    CHECK_INT(snapshot_write(dir, 600, body, sizeof body, err, sizeof err), 0);
+    CHECK_INT(snapshot_write(dir, 900, body, sizeof body, err, sizeof err), 0);
+    /* no snapshot at or before 250: only the whole journal rebuilds the state at 250 */
+    CHECK_INT(journal_prune(j, 250, err, sizeof err), 0);
+    CHECK_INT(list_segments(dir).n, before.n);
+    check_replay(dir, 0, 1000, false);
+    /* at 450: snapshot 300 and the journal after it stay */
+    CHECK(journal_prune(j, 450, err, sizeof err) > 0);
+    char p[256];
+    snprintf(p, sizeof p, "%s/snapshots/snapshot-%020d.bin", dir, 300);
+    CHECK(file_size(p) > 0);
+    seg_list after = list_segments(dir);
+    CHECK(after.n < before.n);
+    CHECK(after.first[0] <= 301);
+    check_replay(dir, 300, 1000, false);
+    /* caught up: back to the two newest snapshots */
+    CHECK(journal_prune(j, 1000, err, sizeof err) > 0);
+    CHECK_INT(file_size(p), -1);
+    check_replay(dir, 600, 1000, false);
+    close_journal(j);
+}
+
 int main(void) {
     snprintf(tmp_root, sizeof tmp_root, "/tmp/qaex_journal_XXXXXX");
     if (mkdtemp(tmp_root) == NULL) {
@@ -1371,6 +1411,7 @@ int main(void) {
     RUN_TEST(test_close_while_failed);
     RUN_TEST(test_snapshots);
     RUN_TEST(test_prune);
+    RUN_TEST(test_prune_behind_snapshots);
     rm_rf(tmp_root);
     return CHECK_REPORT();
 }

@@ -100,10 +100,16 @@ static void test_fill_notifications(void) {
     CHECK_MONEY(pnum(t, "price"), 100.0);
     CHECK_MONEY(pnum(t, "volume"), 2);
     CHECK_STR(pstr(t, "instrument_id"), "CFFEX.IX2401");
+    /* the trade names its order by the exchange order id the order's own notifications (and
+     * REST, and the history) give it, so a client can match the two */
+    CHECK(pstr(filled, "exchange_order_id") != NULL);
+    CHECK_STR(pstr(t, "exchange_order_id"), pstr(filled, "exchange_order_id"));
     /* the maker: partly filled, its trade PARTIAL */
     const captured *part = find(NOTIFY_ORDER_PARTIALLY_FILLED, "seller", 0);
     CHECK_INT(pnum(part, "volume_left"), 1);
     CHECK_STR(pstr(find(NOTIFY_TRADE_EXECUTED, "seller", 0), "fill_type"), "PARTIAL");
+    CHECK_STR(pstr(find(NOTIFY_TRADE_EXECUTED, "seller", 0), "exchange_order_id"),
+              pstr(part, "exchange_order_id"));
     /* positions and accounts of both sides, with the engine's figures */
     const captured *pos = find(NOTIFY_POSITION_UPDATE, "buyer", 0);
     CHECK_INT(pnum(pos, "volume_long"), 2);
