@@ -415,9 +415,17 @@ typedef struct run {
     uint64_t rejected;
 } run;
 
+/* --preallocate R: the measured engine's pools sized for R orders and R trades before the
+ * warm-up, as the server's [engine] preallocate_* does */
+static uint32_t preallocate;
+
 static void run_start(run *r, const command *cmds, size_t warmup) {
     memset(r, 0, sizeof *r);
     r->e = new_engine();
+    if (r->e && preallocate && engine_preallocate(r->e, preallocate, preallocate) != 0) {
+        fprintf(stderr, "could not preallocate %u orders and trades\n", preallocate);
+        exit(1);
+    }
     setup(r->e);
     engine_set_event_sink(r->e, count_sink, &r->counts);
     engine_result res;
@@ -451,7 +459,7 @@ static void report_allocations(uint64_t n) {
 static void usage(void) {
     fprintf(stderr, "usage: engine_bench [--commands N] [--warmup W] [--rate R] [--seed S] "
                     "[--cpu C] [--history H] [--no-latency] [--repeat K] [--huge-pages] "
-                    "[--null-service NS]\n");
+                    "[--preallocate R] [--null-service NS]\n");
     exit(2);
 }
 
@@ -489,6 +497,8 @@ int main(int argc, char **argv) {
             repeat = atoi(value);
         else if (strcmp(flag, "--history") == 0)
             history = (uint32_t)strtoul(value, NULL, 10);
+        else if (strcmp(flag, "--preallocate") == 0)
+            preallocate = (uint32_t)strtoul(value, NULL, 10);
         else
             usage();
     }
