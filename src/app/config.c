@@ -1483,7 +1483,7 @@ void config_usage(FILE *out) {
     fputs("Usage: " QAEX_SERVER_NAME " [OPTIONS]\n"
           "\n"
           "A simulated futures exchange. One listener serves the REST API, WebSocket\n"
-          "(/ws and the DIFF protocol on /ws/diff) and the web UI.\n"
+          "(/ws and the DIFF protocol on /ws/diff).\n"
           "\n"
           "Options:\n"
           "  --config FILE      read settings from a TOML file (layout of config/exchange.toml)\n"

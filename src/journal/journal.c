@@ -1050,7 +1050,7 @@ static int journal_recover(journal *j, uint64_t *segs, size_t n, journal_recover
             set_err(err, errlen,
                     "journal corrupt: %s at byte %llu: %s. The valid records end at seq %llu; "
                     "%llu checksum-valid records and %zu later segment(s) follow. Restore the "
-                    "file, or open with recover_to_corruption to cut the journal there.",
+                    "file, or start with --recover-to-corruption to cut the journal there.",
                     path, (unsigned long long)r.offset, r.msg, (unsigned long long)last_good,
                     (unsigned long long)discarded, n - i - 1);
             free(buf);

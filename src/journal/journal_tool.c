@@ -1,7 +1,8 @@
 /* qaexchange-journal: look at a data directory's journal and snapshots without changing them.
  *
  *     qaexchange-journal verify DIR [--schema ID]    every segment and snapshot; exit 1 on a
- * problem qaexchange-journal dump DIR [--from SEQ] [--limit N]   one line per record
+ * problem
+ *     qaexchange-journal dump DIR [--from SEQ] [--limit N]   one line per record, from SEQ on
  *     qaexchange-journal stats DIR                    totals */
 #include "journal/crc32c.h"
 #include "journal/journal.h"
@@ -180,7 +181,9 @@ static int cmd_dump(const char *dir, int argc, char **argv) {
         }
     }
     char err[JOURNAL_MSG_MAX];
-    if (journal_inspect(dir, from, dump_record, dump_segment, &d, err, sizeof err) < 0) {
+    /* --from names the first record shown; journal_inspect starts after the seq it is given */
+    if (journal_inspect(dir, from > 0 ? from - 1 : 0, dump_record, dump_segment, &d, err,
+                        sizeof err) < 0) {
         fprintf(stderr, "qaexchange-journal: %s\n", err);
         return 1;
     }

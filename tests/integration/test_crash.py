@@ -293,6 +293,10 @@ class CrashTest(unittest.TestCase):
         dump = journal_tool("dump", self.data, "--limit", "5")
         self.assertEqual(dump.returncode, 0)
         self.assertEqual(len([l for l in dump.stdout.splitlines() if l.strip()]) >= 5, True, dump.stdout)
+        # --from names the first record shown
+        dump = journal_tool("dump", self.data, "--from", "3", "--limit", "2")
+        self.assertEqual([l.split()[0] for l in dump.stdout.splitlines()], ["seq=3", "seq=4"],
+                         dump.stdout)
         path = self.last_segment()
         with open(path, "r+b") as f:
             f.seek(200)
