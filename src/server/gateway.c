@@ -3091,14 +3091,19 @@ static void ws_message(gateway *g, session *s, const char *text, size_t len) {
             rq.route = ROUTE_WS_QUERY_ACCOUNT;
         else if (strcmp(what, "orders") == 0)
             rq.route = ROUTE_WS_QUERY_ORDERS;
-        else if (strcmp(what, "position") == 0 || strcmp(what, "positions") == 0)
+        int field = CODEC_FIELD_OK;
+        if (strcmp(what, "position") == 0 || strcmp(what, "positions") == 0) {
+            field = codec_get_string(m, "instrument_id", rq.key2, sizeof rq.key2, false, msg,
+                                     sizeof msg);
             rq.route = ROUTE_WS_QUERY_POSITIONS;
-        else if (strcmp(what, "order") == 0 &&
-                 codec_get_string(m, "order_id", rq.key2, sizeof rq.key2, true, msg, sizeof msg) ==
-                     CODEC_FIELD_OK)
+        } else if (strcmp(what, "order") == 0) {
+            field = codec_get_string(m, "order_id", rq.key2, sizeof rq.key2, true, msg, sizeof msg);
             rq.route = ROUTE_WS_QUERY_ORDER;
+        }
         if (rq.route == ROUTE_NONE)
             ws_send_error(s, ERR_BAD_MESSAGE, "unknown query %s", type);
+        else if (field == CODEC_FIELD_ERROR) /* order_id missing, or a field of the wrong type */
+            ws_send_error(s, ERR_BAD_MESSAGE, "%s", msg);
         else
             submit(g, s, &rq);
     } else {

@@ -631,12 +631,14 @@ static json_t *orders_json(const engine *e, const account *a) {
     return arr;
 }
 
-static json_t *positions_json(const engine *e, const account *a) {
+/* The positions holding lots, of one instrument only when `only` is not NULL. */
+static json_t *positions_json(const engine *e, const account *a, const instrument *only) {
     json_t *arr = json_array();
     for (uint32_t i = 0; arr; i++) {
         const position *p = engine_account_position(e, a, i);
         if (p == NULL) break;
         if (position_volume_long(p) + position_volume_short(p) == 0) continue;
+        if (only && engine_instrument_of(e, p->instrument) != only) continue;
         json_array_append_new(arr, codec_position(e, p));
     }
     return arr;
@@ -770,7 +772,8 @@ static void handle_query(service *s, const request *rq) {
             }
             break;
         case ROUTE_POSITIONS:
-            if ((a = need_account(s, rq, rq->key, false))) http_ok(s, rq, positions_json(e, a));
+            if ((a = need_account(s, rq, rq->key, false)))
+                http_ok(s, rq, positions_json(e, a, NULL));
             break;
         case ROUTE_INSTRUMENTS: {
             json_t *arr = json_array();
@@ -1043,7 +1046,15 @@ static void handle_query(service *s, const request *rq) {
                 data = orders_json(e, a);
                 what = "orders";
             } else if (rq->route == ROUTE_WS_QUERY_POSITIONS) {
-                data = positions_json(e, a);
+                /* instrument_id (optional) narrows the answer to that instrument */
+                const instrument *only = rq->key2[0] ? engine_instrument_find(e, rq->key2) : NULL;
+                if (rq->key2[0] && only == NULL) {
+                    char msg[QAEX_MSG_LEN];
+                    snprintf(msg, sizeof msg, "instrument not found: %s", rq->key2);
+                    ws_error(s, rq, ERR_INSTRUMENT_NOT_FOUND, msg);
+                    break;
+                }
+                data = positions_json(e, a, only);
                 what = "positions";
             } else {
                 const order *o = engine_order_find(e, a, rq->key2);

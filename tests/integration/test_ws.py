@@ -104,6 +104,36 @@ class WsTest(unittest.TestCase):
                                   any(abs(b["price"] - 3600.0) < 1e-9 for b in m["bids"]))
         self.assertEqual(m["instrument_id"], "CFFEX.IF2501")
 
+    def test_queries_take_their_fields(self):
+        """query_position's optional instrument_id narrows the answer (seed: omitted = all);
+        query_order without its order_id says so."""
+        for user in ("wsq", "wsr"):
+            status, body = self.srv.post("/api/account/open", {"user_id": user, "init_cash": 1e8})
+            self.assertEqual(status, 200, body)
+        for ins, price in (("IF2501", 3805.0), ("IH2501", 2805.0)):
+            for user, side in (("wsr", "SELL"), ("wsq", "BUY")):
+                status, body = self.srv.post("/api/order/submit", {
+                    "user_id": user, "instrument_id": ins, "direction": side, "offset": "OPEN",
+                    "volume": 1, "price": price, "order_type": "LIMIT"})
+                self.assertEqual(status, 200, body)
+        ws = self.connect("wsq")
+        ws.send({"type": "query_position"})
+        m, _ = ws.recv_until(lambda m: m["type"] in ("query_response", "error"))
+        self.assertEqual(sorted(p["instrument_id"] for p in m["data"]),
+                         ["CFFEX.IF2501", "CFFEX.IH2501"], m)
+        for ask in ("IH2501", "CFFEX.IH2501"):
+            ws.send({"type": "query_position", "instrument_id": ask})
+            m, _ = ws.recv_until(lambda m: m["type"] in ("query_response", "error"))
+            self.assertEqual([p["instrument_id"] for p in m["data"]], ["CFFEX.IH2501"], m)
+        ws.send({"type": "query_position", "instrument_id": "XX9999"})
+        m, _ = ws.recv_until(lambda m: m["type"] in ("query_response", "error"))
+        self.assertEqual((m["type"], m["code"]), ("error", 1007), m)
+        self.assertIn("XX9999", m["message"])
+        ws.send({"type": "query_order"})
+        m, _ = ws.recv_until(lambda m: m["type"] in ("query_response", "error"))
+        self.assertEqual((m["type"], m["code"]), ("error", 9003), m)
+        self.assertIn("order_id", m["message"])
+
     def test_cannot_act_for_another_account(self):
         ws = self.connect("wsa")
         ws.send({"type": "submit_order", "account_id": "wsb", "instrument_id": "IF2501",
