@@ -2069,6 +2069,15 @@ static void route_http(gateway *g, session *s) {
         respond(s, 204, "", 0);
         return;
     }
+    /* the --ws listener is for WebSocket only (SPEC 2): a plain request there is pointed to the
+     * HTTP listener, which serves the REST API */
+    if (strcmp(lws_get_vhost_name(lws_get_vhost(s->wsi)), "ws") == 0) {
+        respond_error(s, 404, CODEC_ERR_NOT_FOUND,
+                      "this listener serves WebSocket only (/ws, /ws/diff); %s is on the HTTP "
+                      "listener, port %d",
+                      s->path, g->http_port);
+        return;
+    }
     char path[sizeof s->path];
     memcpy(path, s->path, sizeof path);
     char *seg[16];
@@ -3590,11 +3599,12 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
     vh.protocols = g->protocols;
     vh.vhost_name = "http";
     vh.keepalive_timeout = 10; /* idle keep-alive connections, and requests lws cannot parse */
-    if (lws_create_vhost(g->ctx, &vh) == NULL) {
+    struct lws_vhost *http_vhost = lws_create_vhost(g->ctx, &vh);
+    if (http_vhost == NULL) {
         gateway_destroy(g);
         return NULL;
     }
-    g->http_port = cfg->http_port;
+    g->http_port = lws_get_vhost_listen_port(http_vhost); /* the one chosen, for port 0 */
     if (cfg->ws_port >= 0) {
         vh.port = cfg->ws_port;
         vh.iface = cfg->ws_host;

@@ -6,7 +6,9 @@ import tempfile
 import time
 import unittest
 
-from qaex import Server
+import http.client
+
+from qaex import Server, WebSocket, free_port
 
 
 class WsTest(unittest.TestCase):
@@ -241,6 +243,34 @@ class KeepaliveTest(unittest.TestCase):
         self.addCleanup(other.close)
         other.send({"type": "ping"})
         self.assertEqual(other.recv(timeout=2), {"type": "pong"})
+
+
+class WsListenerTest(unittest.TestCase):
+    def test_ws_listener_serves_websocket_only(self):
+        """--ws HOST:PORT is a second listener for WebSocket only (SPEC 2): the type and DIFF
+        protocols work there, a plain HTTP request is pointed to the HTTP listener."""
+        ws_port = free_port()
+        srv = Server("--ws", f"127.0.0.1:{ws_port}")
+        self.addCleanup(srv.close)
+        status, body = srv.post("/api/account/open", {"user_id": "wsl", "init_cash": 1000})
+        self.assertEqual(status, 200, body)
+        conn = http.client.HTTPConnection("127.0.0.1", ws_port, timeout=5)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/api/account/wsl")
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        self.assertEqual(resp.status, 404, body)
+        self.assertEqual(body["error"]["code"], 9007, body)
+        self.assertIn(f"port {srv.port}", body["error"]["message"])
+        ws = WebSocket(ws_port, "/ws?user_id=wsl")
+        self.addCleanup(ws.close)
+        ws.send({"type": "query_account"})
+        m, _ = ws.recv_until(lambda m: m["type"] in ("query_response", "error"))
+        self.assertEqual(m["type"], "query_response", m)
+        self.assertEqual(m["data"]["balance"], 1000.0)
+        diff = WebSocket(ws_port, "/ws/diff")
+        self.addCleanup(diff.close)
+        self.assertEqual(diff.recv()["aid"], "rtn_brokers")
 
 
 if __name__ == "__main__":
