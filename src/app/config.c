@@ -1189,7 +1189,7 @@ int config_defaults(server_config *cfg) {
     cfg->http_max_body = (size_t)1 << 20;
     cfg->ws_ping_interval_ms = 5000;
     cfg->ws_idle_timeout_ms = 10000;
-    cfg->ws_max_message = (size_t)10 << 20;
+    cfg->ws_max_message = (size_t)64 << 10;
     cfg->storage_enabled = true;
     copy_str(cfg->data_dir, sizeof cfg->data_dir, "./data");
     cfg->durability = DURABILITY_SYNC;

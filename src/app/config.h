@@ -102,7 +102,7 @@ typedef struct server_config {
     size_t http_max_body;         /* bytes, 1 MiB; larger requests get 413 */
     uint32_t ws_ping_interval_ms; /* 5000 */
     uint32_t ws_idle_timeout_ms;  /* 10000: a session silent this long is dropped */
-    size_t ws_max_message;        /* bytes, 10 MiB */
+    size_t ws_max_message;        /* bytes, 64 KiB */
 
     /* storage */
     bool storage_enabled;                /* false with --no-storage: memory only */

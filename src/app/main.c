@@ -250,6 +250,7 @@ int main(int argc, char **argv) {
         .ws_host = cfg.ws.host,
         .ws_port = cfg.ws.enabled ? cfg.ws.port : -1,
         .max_body_bytes = cfg.http_max_body,
+        .ws_max_message = cfg.ws_max_message,
         .ws_ping_ms = (int)cfg.ws_ping_interval_ms,
         .notify_batch_size = cfg.notify_batch_size,
         .notify_batch_interval_ms = cfg.notify_batch_interval_ms,

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_WS_MESSAGE (64 * 1024)
+#define DEFAULT_WS_MESSAGE ((size_t)64 * 1024)
 /* lws's header storage per connection (its default, set explicitly): no URL argument is longer,
  * so url_arg's buffer of this size never takes an argument given for one absent, and a login
  * token (?token=, at most AUTH_TOKEN_MAX bytes) or a longer one is always seen and checked */
@@ -138,7 +138,7 @@ typedef struct session {
     int n_subscriptions;
     char *rx;
     size_t rx_len, rx_cap;
-    bool rx_discard; /* dropping the rest of a message over MAX_WS_MESSAGE */
+    bool rx_discard; /* dropping the rest of a message over the configured size */
     outq_item *out_head, *out_tail;
     size_t backlog, droppable_backlog;
     /* notifications (a `type` session once authenticated); listed: in g->notes_pending */
@@ -3437,7 +3437,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
                 if (last) s->rx_discard = false;
                 return 0;
             }
-            if (s->rx_len + len > MAX_WS_MESSAGE) {
+            if (s->rx_len + len > g->cfg.ws_max_message) {
                 /* The whole message is refused: what is left of it is read and dropped up to its
                  * end, never parsed, or its tail would run as a command the client never sent
                  * on its own. Discarding (rather than closing with 1009) keeps the session, its
@@ -3445,9 +3445,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *pss
                  * dropped bytes is kept, so memory stays bounded either way. */
                 char msg[QAEX_MSG_LEN];
                 snprintf(msg, sizeof msg,
-                         "message too large: %zu bytes received so far, at most %d allowed; the "
+                         "message too large: %zu bytes received so far, at most %zu allowed; the "
                          "whole message is dropped",
-                         s->rx_len + len, MAX_WS_MESSAGE);
+                         s->rx_len + len, g->cfg.ws_max_message);
                 if (s->diff)
                     diff_notify_error(s, ERR_BAD_MESSAGE, msg);
                 else
@@ -3516,6 +3516,7 @@ gateway *gateway_create(const gateway_config *cfg, service *svc) {
     gateway *g = calloc(1, sizeof *g);
     if (g == NULL) return NULL;
     g->cfg = *cfg;
+    if (g->cfg.ws_max_message == 0) g->cfg.ws_max_message = DEFAULT_WS_MESSAGE;
     g->svc = svc;
     if (idmap_init(&g->topic_index, 1024) != 0) {
         free(g);

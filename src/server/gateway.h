@@ -17,6 +17,7 @@ typedef struct gateway_config {
     const char *ws_host;
     int ws_port; /* -1: no second listener */
     size_t max_body_bytes;
+    size_t ws_max_message;    /* bytes of one WebSocket message; 0: 64 KiB */
     int ws_ping_ms;           /* a WebSocket quiet this long is pinged */
     int ws_idle_ms;           /* and one silent this long (no message, no pong) is dropped */
     bool open_mode;           /* no token needed: the seed's demo mode */

@@ -107,6 +107,25 @@ class OpenModeTest(ServerTest):
         ws.send({"aid": "peek_message"})
         self.assertEqual(ws.drain(0.7), [])
 
+    def test_configured_message_size(self):
+        """[websocket] max_message_size sets the limit: a message over it is refused, one under
+        it runs."""
+        tmp = tempfile.mkdtemp(prefix="qaex-wsmax-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        config = os.path.join(tmp, "exchange.toml")
+        with open(config, "w") as f:
+            f.write("[websocket]\nmax_message_size = 2048\n")
+        srv = Server(config=config)
+        self.addCleanup(srv.close)
+        ws = Client(srv.port, "/ws")
+        self.addCleanup(ws.close)
+        ws.send_text(json.dumps({"type": "ping", "pad": "x" * 1900}))
+        self.assertEqual(ws.next(), {"type": "pong"})
+        ws.send_text(json.dumps({"type": "ping", "pad": "x" * 2100}))
+        m = ws.next()
+        self.assertEqual((m.get("type"), m.get("code")), ("error", 9003), m)
+        self.assertIn("at most 2048 allowed", m["message"])
+
     # ---- subscribe: all or nothing ----
 
     def test_bad_subscribe_changes_nothing(self):

@@ -105,6 +105,7 @@ static void test_defaults(void) {
     CHECK_INT(cfg.http_max_body, 1 << 20);
     CHECK_INT(cfg.ws_ping_interval_ms, 5000);
     CHECK_INT(cfg.ws_idle_timeout_ms, 10000);
+    CHECK_INT(cfg.ws_max_message, 65536);
     CHECK(cfg.storage_enabled);
     CHECK_STR(cfg.data_dir, "./data");
     CHECK_INT(cfg.durability, DURABILITY_SYNC);
@@ -169,6 +170,7 @@ static const char seed_toml[] =
     "port = 8081\n"
     "ping_interval_secs = 2\n"
     "idle_timeout_ms = 6000\n"
+    "max_message_size = \"1MiB\"\n"
     "\n"
     "[storage]\n"
     "enabled = true\n"
@@ -270,6 +272,7 @@ static void test_seed_layout(void) {
     CHECK_INT(cfg.ws.port, 8081);
     CHECK_INT(cfg.ws_ping_interval_ms, 2000);
     CHECK_INT(cfg.ws_idle_timeout_ms, 6000);
+    CHECK_INT(cfg.ws_max_message, 1 << 20);
     CHECK(cfg.storage_enabled);
     CHECK_STR(cfg.data_dir, "/tmp/qaexchange/storage");
     CHECK_INT(cfg.durability, DURABILITY_ASYNC);
