@@ -324,6 +324,49 @@ class MarketRestTest(unittest.TestCase):
             self.assertIn(named, body["error"]["message"], (path, body))
 
 
+class SettlementTickTest(unittest.TestCase):
+    """The tick of IF2501 across a settlement: the day's statistics start again, the open
+    interest carries over, and before the new day's first trade nothing has changed."""
+
+    def setUp(self):
+        self.srv = Server()
+        self.addCleanup(self.srv.close)
+        open_accounts(self.srv, ["sA", "sB", "sC"])
+
+    def test_tick_across_settlement(self):
+        srv = self.srv
+        T = Trader(srv, "IF2501")
+        T.cross("sA", "BUY", "OPEN", "sB", "OPEN", 2, 3801.0)   # OI 2
+        T.cross("sB", "SELL", "OPEN", "sC", "OPEN", 1, 3802.0)  # OI 3
+        T.cross("sA", "SELL", "CLOSE", "sB", "CLOSE", 1, 3799.0)  # OI 2
+        t = get(srv, "/api/market/tick/IF2501")
+        turnover = (3801.0 * 2 + 3802.0 + 3799.0) * 300
+        self.assertEqual((t["volume"], t["open_interest"], t["last_price"]), (4, 2, 3799.0))
+        self.assertTrue(near(t["turnover"], turnover))
+        self.assertTrue(near(t["average"], turnover / (4 * 300)))  # 3800.75
+        self.assertTrue(near(t["change_amount"], -1.0))
+        self.assertTrue(near(t["change_percent"], -1.0 / 3800.0 * 100.0))
+        ok(srv, "POST", "/admin/settlement/set-price",
+           {"instrument_id": "IF2501", "settlement_price": 3805.0})
+        ok(srv, "POST", "/admin/settlement/execute", {})
+        t = get(srv, "/api/market/tick/IF2501")
+        self.assertEqual((t["pre_close"], t["pre_settlement"]), (3799.0, 3805.0))
+        self.assertEqual((t["volume"], t["turnover"], t["open"], t["high"], t["low"],
+                          t["average"]), (0, 0.0, None, None, None, None))
+        self.assertEqual((t["open_interest"], t["pre_open_interest"]), (2, 2))
+        # no trade yet today: the last price is yesterday's close, nothing changed
+        self.assertEqual(t["last_price"], 3799.0)
+        self.assertEqual((t["change_amount"], t["change_percent"]), (0.0, 0.0))
+        # limits of the new day around the settlement price, on the tick
+        self.assertTrue(near(t["upper_limit"], 4185.4) and near(t["lower_limit"], 3424.6), t)
+        T.cross("sC", "SELL", "CLOSE", "sA", "OPEN", 1, 3806.0)  # OI 2
+        t = get(srv, "/api/market/tick/IF2501")
+        self.assertEqual((t["volume"], t["open_interest"], t["last_price"], t["open"]),
+                         (1, 2, 3806.0, 3806.0))
+        self.assertTrue(near(t["change_amount"], 7.0))
+        self.assertTrue(near(t["change_percent"], 7.0 / 3799.0 * 100.0))
+
+
 class KlineTest(unittest.TestCase):
     """Trades in two 3-second windows on IH2501; bars of every period computed here."""
 
