@@ -78,9 +78,13 @@ static json_t *book_side(const instrument *ins, direction side, int depth) {
     int n = book_depth(&ins->book, side, depth, ticks, vols);
     json_t *arr = json_array();
     for (int i = 0; i < n && arr; i++) {
+        /* the seed's Level2 entries count the orders resting at each price */
+        const book_level *lv =
+            book_level_at(&ins->book, side, (int32_t)(ticks[i] - ins->book.base_tick));
         json_builder b = jb_new();
         jb_real(&b, "price", instrument_tick_to_price(ins, ticks[i]));
         jb_int(&b, "volume", vols[i]);
+        jb_int(&b, "order_count", lv->count);
         if (json_array_append_new(arr, jb_done(&b)) != 0) {
             json_decref(arr);
             return NULL;

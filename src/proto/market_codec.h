@@ -18,7 +18,8 @@
  * the day's open/high/low before the first trade are null. */
 json_t *codec_market_snapshot(const engine *e, const instrument *ins, int64_t ts_ns);
 
-/* {instrument_id, bids:[{price, volume}] best first, asks:[...], timestamp}; depth 1..50. */
+/* {instrument_id, bids:[{price, volume, order_count}] best first, asks:[...], timestamp};
+ * depth 1..50. */
 json_t *codec_orderbook(const instrument *ins, int depth, int64_t ts_ns);
 
 /* One bar: instrument_id, period ("1min"), timestamp (start, ms), open, high, low, close,

@@ -243,6 +243,9 @@ class MarketRestTest(unittest.TestCase):
             self.assertEqual(levels(ob["asks"]), asks[:depth], depth)
         ob = get(self.srv, "/api/market/orderbook/IF2501")  # default depth 5
         self.assertEqual((len(ob["bids"]), len(ob["asks"])), (3, 3))
+        # the seed's Level2 entries count the orders of each level too: 3808 holds two
+        self.assertEqual([x.get("order_count") for x in ob["bids"]], [1, 1, 1])
+        self.assertEqual([x.get("order_count") for x in ob["asks"]], [1, 2, 1])
         empty = get(self.srv, "/api/market/orderbook/IH2501?depth=10")
         self.assertEqual((empty["bids"], empty["asks"]), ([], []))
 
@@ -493,7 +496,7 @@ class WsMarketTest(unittest.TestCase):
         order(self.srv, "wA", "IC2501", "SELL", "OPEN", 2, 5610.0)
         ob, _ = ws.until(lambda m: m.get("type") == "orderbook" and m["asks"])
         self.assertEqual(ob["instrument_id"], "CFFEX.IC2501")
-        self.assertEqual(ob["asks"], [{"price": 5610.0, "volume": 2}])
+        self.assertEqual(ob["asks"], [{"price": 5610.0, "volume": 2, "order_count": 1}])
         order(self.srv, "wB", "IC2501", "BUY", "OPEN", 1, 5610.0)
         mt, _ = ws.until(lambda m: m.get("type") == "market_trade")
         self.assertEqual((mt["instrument_id"], mt["price"], mt["volume"], mt["direction"]),
@@ -509,8 +512,8 @@ class WsMarketTest(unittest.TestCase):
         self.assertTrue(near(tk["change_amount"], 10.0))
         order(self.srv, "wB", "IC2501", "BUY", "OPEN", 3, 5604.4)
         ob, _ = ws.until(lambda m: m.get("type") == "orderbook" and m["bids"])
-        self.assertEqual(ob["asks"], [{"price": 5610.0, "volume": 1}])
-        self.assertEqual(ob["bids"], [{"price": 5604.4, "volume": 3}])
+        self.assertEqual(ob["asks"], [{"price": 5610.0, "volume": 1, "order_count": 1}])
+        self.assertEqual(ob["bids"], [{"price": 5604.4, "volume": 3, "order_count": 1}])
         # the 3 s bar closes by the clock and is pushed
         kl, _ = ws.until(lambda m: m.get("type") == "kline" and m.get("period") == "3s", 6.0)
         self.assertTrue(kl["is_finished"])
@@ -559,7 +562,8 @@ class WsMarketTest(unittest.TestCase):
         m, _ = fast.until(lambda m: m.get("type") == "orderbook" and
                           any(a["price"] == 4000.0 for a in m["asks"]), 5.0)
         self.assertLess(time.monotonic() - t0, 5.0)
-        self.assertEqual(m["bids"][0], {"price": 3599.8, "volume": n // 500})
+        self.assertEqual(m["bids"][0],
+                         {"price": 3599.8, "volume": n // 500, "order_count": n // 500})
         self.assertEqual(self.srv.get("/health")[0], 200)
         # the slow session was owed the latest book, not a backlog of n: what it gets is what the
         # kernel's socket buffers took before it stopped reading (the server writes up to 64 KiB
