@@ -369,6 +369,26 @@ class SettlementTickTest(unittest.TestCase):
         self.assertTrue(near(t["change_amount"], 7.0))
         self.assertTrue(near(t["change_percent"], 7.0 / 3799.0 * 100.0))
 
+    def test_ticker_push_on_the_new_day(self):
+        """A ticker subscriber learns of the new day (statistics reset, new limits) when the
+        settlement opens it, not only at the next trade."""
+        ws = Client(self.srv.port, "/ws")
+        self.addCleanup(ws.close)
+        ws.send({"type": "subscribe", "channels": ["ticker"], "instruments": ["IF2501"]})
+        ws.until(lambda m: m.get("type") == "subscribe_response")
+        T = Trader(self.srv, "IF2501")
+        T.cross("sA", "BUY", "OPEN", "sB", "OPEN", 2, 3801.0)
+        ws.until(lambda m: m.get("type") == "ticker" and m.get("volume") == 2)
+        ok(self.srv, "POST", "/admin/settlement/set-price",
+           {"instrument_id": "IF2501", "settlement_price": 3805.0})
+        ok(self.srv, "POST", "/admin/settlement/execute", {})
+        m, _ = ws.until(lambda m: m.get("type") == "ticker" and m.get("volume") == 0, 5.0)
+        self.assertEqual((m["pre_close"], m["pre_settlement"], m["last_price"]),
+                         (3801.0, 3805.0, 3801.0))
+        self.assertEqual((m["open_interest"], m["pre_open_interest"], m["change_amount"]),
+                         (2, 2, 0.0))
+        self.assertTrue(near(m["upper_limit"], 4185.4) and near(m["lower_limit"], 3424.6), m)
+
 
 class KlineTest(unittest.TestCase):
     """Trades in two 3-second windows on IH2501; bars of every period computed here."""
