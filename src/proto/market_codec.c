@@ -249,8 +249,7 @@ json_t *codec_order_stats(const engine *e) {
     return jb_done(&b);
 }
 
-/* Decimal places of a price tick (0.2 -> 1, 0.05 -> 2, 1 -> 0). */
-static int price_decimals(double tick) {
+int codec_price_decimals(double tick) {
     for (int d = 0; d < 8; d++) {
         double scaled = tick * pow(10, d);
         if (fabs(scaled - round(scaled)) < 1e-9) return d;
@@ -307,7 +306,7 @@ json_t *codec_symbols(const engine *e) {
         jb_str(&b, "product_id", product);
         jb_str(&b, "product_short_name", product);
         jb_real(&b, "price_tick", sp->price_tick);
-        jb_int(&b, "price_decs", price_decimals(sp->price_tick));
+        jb_int(&b, "price_decs", codec_price_decimals(sp->price_tick));
         jb_int(&b, "volume_multiple", sp->contract_multiplier);
         jb_real(&b, "margin_rate", sp->margin_rate);
         jb_real(&b, "commission_rate", sp->commission_rate);

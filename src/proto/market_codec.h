@@ -43,6 +43,9 @@ json_t *codec_transactions(const engine *e, const instrument *only, int64_t limi
  * filled_orders, cancelled_orders, and per instrument. */
 json_t *codec_order_stats(const engine *e);
 
+/* Decimal places of a price tick (0.2 -> 1, 0.05 -> 2, 1 -> 0). */
+int codec_price_decimals(double tick);
+
 /* The instrument list as shinnytech's symbols document: {"EXCH.code": {class, instrument_id,
  * exchange_id, ins_id, ins_name, price_tick, price_decs, volume_multiple, expired,
  * expire_datetime, product_id, ...}}. */
