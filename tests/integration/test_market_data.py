@@ -360,6 +360,8 @@ class SettlementTickTest(unittest.TestCase):
         # no trade yet today: the last price is yesterday's close, nothing changed
         self.assertEqual(t["last_price"], 3799.0)
         self.assertEqual((t["change_amount"], t["change_percent"]), (0.0, 0.0))
+        listed = {i["instrument_id"]: i for i in get(srv, "/api/market/instruments")}
+        self.assertEqual(listed["CFFEX.IF2501"]["last_price"], 3799.0)
         # limits of the new day around the settlement price, on the tick
         self.assertTrue(near(t["upper_limit"], 4185.4) and near(t["lower_limit"], 3424.6), t)
         T.cross("sC", "SELL", "CLOSE", "sA", "OPEN", 1, 3806.0)  # OI 2
