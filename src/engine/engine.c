@@ -1079,7 +1079,8 @@ void engine_market_snapshot(const instrument *ins, int depth, market_snapshot *o
     }
     const market_stats *st = &ins->stats;
     const instrument_spec *sp = &ins->spec;
-    out->last_price = instrument_mark_price(ins);
+    /* not the mark price, which is the settlement price before the day's first trade */
+    out->last_price = instrument_last_price(ins);
     out->pre_close = sp->pre_close;
     out->pre_settlement = sp->pre_settlement;
     out->change_amount = sp->pre_close > 0 ? out->last_price - sp->pre_close : 0;

@@ -332,7 +332,8 @@ const settlement_result *engine_settlement_find(const engine *e, const char *dat
 
 /* The seed's 35-field MarketSnapshot as plain numbers, read straight from the book and the day's
  * statistics: what every market-data encoder starts from, cheap enough to take after each trade.
- * Prices of empty levels are 0 with volume 0; change is against pre_close. */
+ * Prices of empty levels are 0 with volume 0; change is against pre_close, and so is the last
+ * price until the day's first trade. */
 #define MARKET_SNAPSHOT_DEPTH 10
 typedef struct market_snapshot {
     int depth_bid, depth_ask; /* levels filled */

@@ -131,6 +131,10 @@ double instrument_mark_price(const instrument *ins) {
     return ins->stats.has_trade ? ins->stats.last_price : ins->spec.pre_settlement;
 }
 
+double instrument_last_price(const instrument *ins) {
+    return ins->stats.has_trade ? ins->stats.last_price : ins->spec.pre_close;
+}
+
 double instrument_commission(const instrument *ins, double price, int64_t volume) {
     return price * (double)volume * ins->spec.contract_multiplier * ins->spec.commission_rate +
            (double)volume * ins->spec.commission_per_lot;

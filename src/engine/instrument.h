@@ -77,6 +77,9 @@ double instrument_tick_to_price(const instrument *ins, int64_t tick);
 
 /* The price positions are marked at: the last trade, else the previous settlement. */
 double instrument_mark_price(const instrument *ins);
+/* The last price quotes show: the day's last trade, else the previous close, so that before the
+ * day's first trade the change against the close is nothing. */
+double instrument_last_price(const instrument *ins);
 
 /* Commission of a fill: notional * rate + lots * per-lot fee. */
 double instrument_commission(const instrument *ins, double price, int64_t volume);

@@ -510,26 +510,27 @@ int matching_auction_open(engine *e, const command *cmd, engine_result *r) {
 }
 
 /* The equilibrium tick: the most executable volume, then the least imbalance, then the nearest
- * to the reference price, then the lower price. Returns false when nothing crosses. */
+ * to the reference price, then the lower price. Every tick from the best ask to the best bid is a
+ * candidate, not only the prices orders name: between two order prices the bids of the upper one
+ * meet the asks of the lower one, which can trade as much with less imbalance, and the reference
+ * price may lie there too. Returns false when nothing crosses. */
 static bool auction_price(const instrument *ins, int64_t *eq_tick) {
     const book *b = &ins->book;
     int32_t best_bid = book_best(b, DIR_BUY), best_ask = book_best(b, DIR_SELL);
     if (best_bid == BOOK_NO_LEVEL || best_ask == BOOK_NO_LEVEL || best_bid < best_ask) return false;
     /* the reference (last or settlement price) need not lie on the tick: compare in price */
     double reference = instrument_mark_price(ins);
-    /* candidates lie in [best ask, best bid]; volumes are accumulated by walking both sides */
+    /* at a price, the bids at or above it meet the asks at or below it: walking up from the best
+     * ask, each level's asks join before it is weighed and its bids leave after */
+    int64_t buy = 0, sell = 0;
+    for (int32_t x = best_bid; x != BOOK_NO_LEVEL && x >= best_ask;
+         x = book_next_worse(b, DIR_BUY, x))
+        buy += b->levels[DIR_BUY][x].volume;
     int64_t best_exec = 0, best_imbalance = 0;
     double best_distance = 0;
     bool found = false;
     for (int32_t lv = best_ask; lv <= best_bid; lv++) {
-        if (b->levels[DIR_BUY][lv].count == 0 && b->levels[DIR_SELL][lv].count == 0) continue;
-        int64_t buy = 0, sell = 0;
-        for (int32_t x = best_bid; x != BOOK_NO_LEVEL && x >= lv;
-             x = book_next_worse(b, DIR_BUY, x))
-            buy += b->levels[DIR_BUY][x].volume;
-        for (int32_t x = best_ask; x != BOOK_NO_LEVEL && x <= lv;
-             x = book_next_worse(b, DIR_SELL, x))
-            sell += b->levels[DIR_SELL][x].volume;
+        sell += b->levels[DIR_SELL][lv].volume;
         int64_t exec = buy < sell ? buy : sell;
         int64_t imbalance = buy > sell ? buy - sell : sell - buy;
         int64_t tick = book_level_tick(b, lv);
@@ -545,6 +546,7 @@ static bool auction_price(const instrument *ins, int64_t *eq_tick) {
             best_distance = distance;
             *eq_tick = tick;
         }
+        buy -= b->levels[DIR_BUY][lv].volume;
     }
     return found;
 }

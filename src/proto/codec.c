@@ -231,7 +231,7 @@ json_t *codec_instrument(const engine *e, const instrument *ins) {
     jb_real(&b, "pre_close", s->pre_close);
     jb_real(&b, "upper_limit", instrument_upper_limit(ins));
     jb_real(&b, "lower_limit", instrument_lower_limit(ins));
-    jb_real(&b, "last_price", instrument_mark_price(ins));
+    jb_real(&b, "last_price", instrument_last_price(ins)); /* as the tick shows it */
     jb_bool(&b, "in_auction", ins->in_auction);
     return jb_done(&b);
 }

@@ -3,6 +3,7 @@
 
 #include "proto/codec.h"
 #include "proto/json_builder.h"
+#include "proto/market_codec.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -217,11 +218,17 @@ json_t *diff_quote(const engine *e, const instrument *ins, int64_t ts_ns) {
     jb_real(&b, "pre_settlement", m.pre_settlement);
     jb_real(&b, "pre_close", m.pre_close);
     jb_real(&b, "price_tick", sp->price_tick);
+    jb_int(&b, "price_decs", codec_price_decimals(sp->price_tick));
     jb_int(&b, "volume_multiple", sp->contract_multiplier);
+    /* quote.rst's order size bounds: the [risk] volume limits, which bind both order types */
+    const engine_config *cfg = engine_get_config(e);
+    jb_int(&b, "max_limit_order_volume", cfg->max_order_volume);
+    jb_int(&b, "min_limit_order_volume", cfg->min_order_volume);
+    jb_int(&b, "max_market_order_volume", cfg->max_order_volume);
+    jb_int(&b, "min_market_order_volume", cfg->min_order_volume);
     jb_real(&b, "margin", instrument_margin(ins, m.last_price, 1));
     jb_real(&b, "commission", instrument_commission(ins, m.last_price, 1));
     jb_str(&b, "status", instrument_status_name(ins->status));
-    (void)e;
     return jb_done(&b);
 }
 

@@ -78,9 +78,13 @@ static json_t *book_side(const instrument *ins, direction side, int depth) {
     int n = book_depth(&ins->book, side, depth, ticks, vols);
     json_t *arr = json_array();
     for (int i = 0; i < n && arr; i++) {
+        /* the seed's Level2 entries count the orders resting at each price */
+        const book_level *lv =
+            book_level_at(&ins->book, side, (int32_t)(ticks[i] - ins->book.base_tick));
         json_builder b = jb_new();
         jb_real(&b, "price", instrument_tick_to_price(ins, ticks[i]));
         jb_int(&b, "volume", vols[i]);
+        jb_int(&b, "order_count", lv->count);
         if (json_array_append_new(arr, jb_done(&b)) != 0) {
             json_decref(arr);
             return NULL;
@@ -245,8 +249,7 @@ json_t *codec_order_stats(const engine *e) {
     return jb_done(&b);
 }
 
-/* Decimal places of a price tick (0.2 -> 1, 0.05 -> 2, 1 -> 0). */
-static int price_decimals(double tick) {
+int codec_price_decimals(double tick) {
     for (int d = 0; d < 8; d++) {
         double scaled = tick * pow(10, d);
         if (fabs(scaled - round(scaled)) < 1e-9) return d;
@@ -303,7 +306,7 @@ json_t *codec_symbols(const engine *e) {
         jb_str(&b, "product_id", product);
         jb_str(&b, "product_short_name", product);
         jb_real(&b, "price_tick", sp->price_tick);
-        jb_int(&b, "price_decs", price_decimals(sp->price_tick));
+        jb_int(&b, "price_decs", codec_price_decimals(sp->price_tick));
         jb_int(&b, "volume_multiple", sp->contract_multiplier);
         jb_real(&b, "margin_rate", sp->margin_rate);
         jb_real(&b, "commission_rate", sp->commission_rate);

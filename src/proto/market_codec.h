@@ -18,7 +18,8 @@
  * the day's open/high/low before the first trade are null. */
 json_t *codec_market_snapshot(const engine *e, const instrument *ins, int64_t ts_ns);
 
-/* {instrument_id, bids:[{price, volume}] best first, asks:[...], timestamp}; depth 1..50. */
+/* {instrument_id, bids:[{price, volume, order_count}] best first, asks:[...], timestamp};
+ * depth 1..50. */
 json_t *codec_orderbook(const instrument *ins, int depth, int64_t ts_ns);
 
 /* One bar: instrument_id, period ("1min"), timestamp (start, ms), open, high, low, close,
@@ -41,6 +42,9 @@ json_t *codec_transactions(const engine *e, const instrument *only, int64_t limi
 /* Orders the engine still holds, counted: total_orders, buy_orders, sell_orders, live_orders,
  * filled_orders, cancelled_orders, and per instrument. */
 json_t *codec_order_stats(const engine *e);
+
+/* Decimal places of a price tick (0.2 -> 1, 0.05 -> 2, 1 -> 0). */
+int codec_price_decimals(double tick);
 
 /* The instrument list as shinnytech's symbols document: {"EXCH.code": {class, instrument_id,
  * exchange_id, ins_id, ins_name, price_tick, price_decs, volume_multiple, expired,

@@ -487,7 +487,10 @@ static void on_event(void *ctx, const engine_event *ev) {
                        ev->instrument->spec.instrument_id, m);
             break;
         }
-        case EV_TICK: {
+        /* a trade, and a change no trade shows (status, settlement price, the new day's
+         * statistics and limits), which ticker subscribers would otherwise miss until one */
+        case EV_TICK:
+        case EV_INSTRUMENT: {
             if (!market) break;
             json_t *m = codec_market_snapshot(e, ev->instrument, s->now_ns);
             if (m) json_object_set_new(m, "type", json_string("ticker"));

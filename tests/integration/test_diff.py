@@ -447,6 +447,11 @@ class DiffProtocolTest(RestCompare, unittest.TestCase):
         self.assertTrue(all(n["level"] == "INFO" for n in oks))
         q = d.tree["quotes"]["CFFEX.IC2501"]
         self.assertEqual((q["last_price"], q["volume"]), (5631.4, 4))
+        # the instrument's terms quote.rst lists beside the prices ([risk] volume bounds)
+        self.assertEqual((q["price_tick"], q["price_decs"], q["volume_multiple"]), (0.2, 1, 200))
+        self.assertEqual((q["min_limit_order_volume"], q["max_limit_order_volume"],
+                          q["min_market_order_volume"], q["max_market_order_volume"]),
+                         (1, 10000, 1, 10000))
         self.assertEqual(d.tree["ins_list"], "CFFEX.IC2501")
         self.assert_matches_rest(self.srv, d.tree, "dG")
         # a withdrawal beyond the available funds: ERROR notify, nothing changes

@@ -243,6 +243,9 @@ class MarketRestTest(unittest.TestCase):
             self.assertEqual(levels(ob["asks"]), asks[:depth], depth)
         ob = get(self.srv, "/api/market/orderbook/IF2501")  # default depth 5
         self.assertEqual((len(ob["bids"]), len(ob["asks"])), (3, 3))
+        # the seed's Level2 entries count the orders of each level too: 3808 holds two
+        self.assertEqual([x.get("order_count") for x in ob["bids"]], [1, 1, 1])
+        self.assertEqual([x.get("order_count") for x in ob["asks"]], [1, 2, 1])
         empty = get(self.srv, "/api/market/orderbook/IH2501?depth=10")
         self.assertEqual((empty["bids"], empty["asks"]), ([], []))
 
@@ -322,6 +325,71 @@ class MarketRestTest(unittest.TestCase):
             self.assertFalse(body["success"], path)
             self.assertEqual(body["error"]["code"], code, (path, body))
             self.assertIn(named, body["error"]["message"], (path, body))
+
+
+class SettlementTickTest(unittest.TestCase):
+    """The tick of IF2501 across a settlement: the day's statistics start again, the open
+    interest carries over, and before the new day's first trade nothing has changed."""
+
+    def setUp(self):
+        self.srv = Server()
+        self.addCleanup(self.srv.close)
+        open_accounts(self.srv, ["sA", "sB", "sC"])
+
+    def test_tick_across_settlement(self):
+        srv = self.srv
+        T = Trader(srv, "IF2501")
+        T.cross("sA", "BUY", "OPEN", "sB", "OPEN", 2, 3801.0)   # OI 2
+        T.cross("sB", "SELL", "OPEN", "sC", "OPEN", 1, 3802.0)  # OI 3
+        T.cross("sA", "SELL", "CLOSE", "sB", "CLOSE", 1, 3799.0)  # OI 2
+        t = get(srv, "/api/market/tick/IF2501")
+        turnover = (3801.0 * 2 + 3802.0 + 3799.0) * 300
+        self.assertEqual((t["volume"], t["open_interest"], t["last_price"]), (4, 2, 3799.0))
+        self.assertTrue(near(t["turnover"], turnover))
+        self.assertTrue(near(t["average"], turnover / (4 * 300)))  # 3800.75
+        self.assertTrue(near(t["change_amount"], -1.0))
+        self.assertTrue(near(t["change_percent"], -1.0 / 3800.0 * 100.0))
+        ok(srv, "POST", "/admin/settlement/set-price",
+           {"instrument_id": "IF2501", "settlement_price": 3805.0})
+        ok(srv, "POST", "/admin/settlement/execute", {})
+        t = get(srv, "/api/market/tick/IF2501")
+        self.assertEqual((t["pre_close"], t["pre_settlement"]), (3799.0, 3805.0))
+        self.assertEqual((t["volume"], t["turnover"], t["open"], t["high"], t["low"],
+                          t["average"]), (0, 0.0, None, None, None, None))
+        self.assertEqual((t["open_interest"], t["pre_open_interest"]), (2, 2))
+        # no trade yet today: the last price is yesterday's close, nothing changed
+        self.assertEqual(t["last_price"], 3799.0)
+        self.assertEqual((t["change_amount"], t["change_percent"]), (0.0, 0.0))
+        listed = {i["instrument_id"]: i for i in get(srv, "/api/market/instruments")}
+        self.assertEqual(listed["CFFEX.IF2501"]["last_price"], 3799.0)
+        # limits of the new day around the settlement price, on the tick
+        self.assertTrue(near(t["upper_limit"], 4185.4) and near(t["lower_limit"], 3424.6), t)
+        T.cross("sC", "SELL", "CLOSE", "sA", "OPEN", 1, 3806.0)  # OI 2
+        t = get(srv, "/api/market/tick/IF2501")
+        self.assertEqual((t["volume"], t["open_interest"], t["last_price"], t["open"]),
+                         (1, 2, 3806.0, 3806.0))
+        self.assertTrue(near(t["change_amount"], 7.0))
+        self.assertTrue(near(t["change_percent"], 7.0 / 3799.0 * 100.0))
+
+    def test_ticker_push_on_the_new_day(self):
+        """A ticker subscriber learns of the new day (statistics reset, new limits) when the
+        settlement opens it, not only at the next trade."""
+        ws = Client(self.srv.port, "/ws")
+        self.addCleanup(ws.close)
+        ws.send({"type": "subscribe", "channels": ["ticker"], "instruments": ["IF2501"]})
+        ws.until(lambda m: m.get("type") == "subscribe_response")
+        T = Trader(self.srv, "IF2501")
+        T.cross("sA", "BUY", "OPEN", "sB", "OPEN", 2, 3801.0)
+        ws.until(lambda m: m.get("type") == "ticker" and m.get("volume") == 2)
+        ok(self.srv, "POST", "/admin/settlement/set-price",
+           {"instrument_id": "IF2501", "settlement_price": 3805.0})
+        ok(self.srv, "POST", "/admin/settlement/execute", {})
+        m, _ = ws.until(lambda m: m.get("type") == "ticker" and m.get("volume") == 0, 5.0)
+        self.assertEqual((m["pre_close"], m["pre_settlement"], m["last_price"]),
+                         (3801.0, 3805.0, 3801.0))
+        self.assertEqual((m["open_interest"], m["pre_open_interest"], m["change_amount"]),
+                         (2, 2, 0.0))
+        self.assertTrue(near(m["upper_limit"], 4185.4) and near(m["lower_limit"], 3424.6), m)
 
 
 class KlineTest(unittest.TestCase):
@@ -450,7 +518,7 @@ class WsMarketTest(unittest.TestCase):
         order(self.srv, "wA", "IC2501", "SELL", "OPEN", 2, 5610.0)
         ob, _ = ws.until(lambda m: m.get("type") == "orderbook" and m["asks"])
         self.assertEqual(ob["instrument_id"], "CFFEX.IC2501")
-        self.assertEqual(ob["asks"], [{"price": 5610.0, "volume": 2}])
+        self.assertEqual(ob["asks"], [{"price": 5610.0, "volume": 2, "order_count": 1}])
         order(self.srv, "wB", "IC2501", "BUY", "OPEN", 1, 5610.0)
         mt, _ = ws.until(lambda m: m.get("type") == "market_trade")
         self.assertEqual((mt["instrument_id"], mt["price"], mt["volume"], mt["direction"]),
@@ -466,8 +534,8 @@ class WsMarketTest(unittest.TestCase):
         self.assertTrue(near(tk["change_amount"], 10.0))
         order(self.srv, "wB", "IC2501", "BUY", "OPEN", 3, 5604.4)
         ob, _ = ws.until(lambda m: m.get("type") == "orderbook" and m["bids"])
-        self.assertEqual(ob["asks"], [{"price": 5610.0, "volume": 1}])
-        self.assertEqual(ob["bids"], [{"price": 5604.4, "volume": 3}])
+        self.assertEqual(ob["asks"], [{"price": 5610.0, "volume": 1, "order_count": 1}])
+        self.assertEqual(ob["bids"], [{"price": 5604.4, "volume": 3, "order_count": 1}])
         # the 3 s bar closes by the clock and is pushed
         kl, _ = ws.until(lambda m: m.get("type") == "kline" and m.get("period") == "3s", 6.0)
         self.assertTrue(kl["is_finished"])
@@ -516,7 +584,8 @@ class WsMarketTest(unittest.TestCase):
         m, _ = fast.until(lambda m: m.get("type") == "orderbook" and
                           any(a["price"] == 4000.0 for a in m["asks"]), 5.0)
         self.assertLess(time.monotonic() - t0, 5.0)
-        self.assertEqual(m["bids"][0], {"price": 3599.8, "volume": n // 500})
+        self.assertEqual(m["bids"][0],
+                         {"price": 3599.8, "volume": n // 500, "order_count": n // 500})
         self.assertEqual(self.srv.get("/health")[0], 200)
         # the slow session was owed the latest book, not a backlog of n: what it gets is what the
         # kernel's socket buffers took before it stopped reading (the server writes up to 64 KiB

@@ -1325,35 +1325,62 @@ static engine *run_auction(const auction_order *orders, int n) {
 }
 
 static void test_auction_tie_breaks(void) {
-    /* equal volume (5) at 99, 100 and 101; imbalance 1, 1 and 0: 101 wins although 100 is the
-     * reference price */
+    /* equal volume (5) from 99 to 101; imbalance 1 up to 100 (a2's bid still counts), 0 above:
+     * 100.5 wins, the nearest to the reference 100 of the prices without imbalance, although 100
+     * is the reference itself */
     const auction_order imbalance[] = {
         {"a1", DIR_BUY, 101.0, 5}, {"a2", DIR_BUY, 100.0, 1}, {"a3", DIR_SELL, 99.0, 5}};
     engine *e = run_auction(imbalance, 3);
     const instrument *ins = engine_instrument_find(e, "IX2401");
     CHECK_INT(ins->stats.volume, 5);
-    CHECK_MONEY(ins->stats.last_price, 101.0);
+    CHECK_MONEY(ins->stats.last_price, 100.5);
     CHECK_MONEY(best_price(e, "IX2401", DIR_BUY), 100.0);
     CHECK_MONEY(best_price(e, "IX2401", DIR_SELL), -1.0);
     engine_destroy(e);
 
-    /* equal volume and imbalance at 99 and 100.5: 100.5 is nearer the reference 100 */
-    const auction_order nearer_up[] = {{"a1", DIR_BUY, 100.5, 5}, {"a3", DIR_SELL, 99.0, 5}};
-    e = run_auction(nearer_up, 2);
+    /* every price on the tick counts, not only those orders name: between 99 and 100.5 all 5
+     * lots trade with no imbalance, and 100, with no order at it, is the reference itself */
+    const auction_order inside[] = {{"a1", DIR_BUY, 100.5, 5}, {"a3", DIR_SELL, 99.0, 5}};
+    e = run_auction(inside, 2);
     ins = engine_instrument_find(e, "IX2401");
     CHECK_INT(ins->stats.volume, 5);
-    CHECK_MONEY(ins->stats.last_price, 100.5);
+    CHECK_MONEY(ins->stats.last_price, 100.0);
+    double prices[2];
+    CHECK_INT(trades_of(e, "a1", prices, NULL, 2), 1);
+    CHECK_MONEY(prices[0], 100.0);
     engine_destroy(e);
 
-    /* and at 99.5 and 101: 99.5 is nearer */
-    const auction_order nearer_down[] = {{"a1", DIR_BUY, 101.0, 5}, {"a3", DIR_SELL, 99.5, 5}};
-    e = run_auction(nearer_down, 2);
+    /* the least imbalance may lie between the order prices: 10 lots trade at 99, at 101 and at
+     * every price between; at 99 the bids exceed the asks by 5 and at 101 the asks exceed the
+     * bids by 5, but between them only a1's bid and a3's ask meet, 10 against 10 */
+    const auction_order between[] = {{"a1", DIR_BUY, 101.0, 10},
+                                     {"a2", DIR_BUY, 99.0, 5},
+                                     {"a3", DIR_SELL, 99.0, 10},
+                                     {"a4", DIR_SELL, 101.0, 5}};
+    e = run_auction(between, 4);
+    ins = engine_instrument_find(e, "IX2401");
+    CHECK_INT(ins->stats.volume, 10);
+    CHECK_MONEY(ins->stats.last_price, 100.0);
+    CHECK_MONEY(best_price(e, "IX2401", DIR_BUY), 99.0);
+    CHECK_INT(best_volume(e, "IX2401", DIR_BUY), 5);
+    CHECK_MONEY(best_price(e, "IX2401", DIR_SELL), 101.0);
+    CHECK_INT(best_volume(e, "IX2401", DIR_SELL), 5);
+    engine_destroy(e);
+
+    /* the reference above every executable price: the highest of them, the bid at 99.5 */
+    const auction_order below[] = {{"a1", DIR_BUY, 99.5, 5}, {"a3", DIR_SELL, 98.0, 5}};
+    e = run_auction(below, 2);
     ins = engine_instrument_find(e, "IX2401");
     CHECK_INT(ins->stats.volume, 5);
     CHECK_MONEY(ins->stats.last_price, 99.5);
-    double prices[2];
-    CHECK_INT(trades_of(e, "a1", prices, NULL, 2), 1);
-    CHECK_MONEY(prices[0], 99.5);
+    engine_destroy(e);
+
+    /* and below them: the lowest, the ask at 100.5 */
+    const auction_order above[] = {{"a1", DIR_BUY, 102.0, 5}, {"a3", DIR_SELL, 100.5, 5}};
+    e = run_auction(above, 2);
+    ins = engine_instrument_find(e, "IX2401");
+    CHECK_INT(ins->stats.volume, 5);
+    CHECK_MONEY(ins->stats.last_price, 100.5);
     engine_destroy(e);
 
     /* nothing crosses: no trade, the orders stay */
@@ -1367,19 +1394,19 @@ static void test_auction_tie_breaks(void) {
     engine_destroy(e);
 }
 
-/* The reference price need not lie on the tick: a settlement price of 100.2 (tick 0.5) is a
+/* The reference price need not lie on the tick: a settlement price of 100.3 (tick 0.5) is a
  * legal operator input, and the next opening auction must still pick the candidate nearest it. */
 static void test_auction_reference_off_tick(void) {
     engine *e = fx_engine(four, 4, 1000000.0);
     engine_result r;
-    CHECK_INT(fx_set_settlement_price(e, "IX2401", 100.2, &r), 0);
+    CHECK_INT(fx_set_settlement_price(e, "IX2401", 100.3, &r), 0);
     CHECK_INT(fx_settle(e, &r), 0);
     const instrument *ins = engine_instrument_find(e, "IX2401");
-    CHECK_MONEY(ins->spec.pre_settlement, 100.2);
+    CHECK_MONEY(ins->spec.pre_settlement, 100.3);
     CHECK_INT(fx_instrument_cmd(e, CMD_AUCTION_OPEN, "IX2401", &r), 0);
     CHECK_INT(fx_order(e, "a1", "IX2401", DIR_BUY, OFFSET_OPEN, 100.5, 5, &r), 0);
     CHECK_INT(fx_order(e, "a3", "IX2401", DIR_SELL, OFFSET_OPEN, 99.5, 5, &r), 0);
-    /* 5 lots at either 99.5 or 100.5, no imbalance: |100.5 - 100.2| = 0.3 < |99.5 - 100.2| */
+    /* 5 lots at 99.5, 100 or 100.5, no imbalance: |100.5 - 100.3| = 0.2 < |100 - 100.3| */
     CHECK_INT(fx_instrument_cmd(e, CMD_AUCTION_CLOSE, "IX2401", &r), 0);
     CHECK_INT(ins->stats.volume, 5);
     CHECK_MONEY(ins->stats.last_price, 100.5);

@@ -649,6 +649,47 @@ static void test_day_rollover_and_settlement(void) {
     engine_destroy(e);
 }
 
+/* The quote of a day before its first trade: the last price is still yesterday's close, so the
+ * change is nothing, whatever the settlement price (the mark price of positions) became. */
+static void test_quote_before_the_first_trade(void) {
+    engine *e = market_engine(100, 100);
+    const instrument *ins = engine_instrument_find(e, INS);
+    market_snapshot m;
+    engine_market_snapshot(ins, 5, &m);
+    CHECK_MONEY(m.last_price, 100.0);
+    CHECK_MONEY(m.change_amount, 0.0);
+    CHECK_MONEY(m.change_percent, 0.0);
+    cross(e, T0, "A", DIR_BUY, OFFSET_OPEN, "B", OFFSET_OPEN, 101.0, 2);
+    engine_market_snapshot(ins, 5, &m);
+    CHECK_MONEY(m.last_price, 101.0);
+    CHECK_MONEY(m.change_amount, 1.0);
+    CHECK_MONEY(m.change_percent, 1.0);
+    /* settled at 100.5: tomorrow's reference, while the close was 101 */
+    at_ms(T0 + 1000);
+    CHECK_INT(fx_set_settlement_price(e, INS, 100.5, NULL), 0);
+    CHECK_INT(fx_settle(e, NULL), 0);
+    engine_market_snapshot(ins, 5, &m);
+    CHECK_MONEY(m.pre_close, 101.0);
+    CHECK_MONEY(m.pre_settlement, 100.5);
+    CHECK(!m.has_trade);
+    CHECK_INT(m.volume, 0);
+    CHECK_INT(m.open_interest, 2);
+    CHECK_INT(m.pre_open_interest, 2);
+    CHECK_MONEY(m.last_price, 101.0);
+    CHECK_MONEY(m.change_amount, 0.0);
+    CHECK_MONEY(m.change_percent, 0.0);
+    /* positions are still marked at the settlement price */
+    CHECK_MONEY(instrument_mark_price(ins), 100.5);
+    /* the first trade of the day moves it against the close */
+    cross(e, T0 + 2000, "A", DIR_SELL, OFFSET_CLOSE, "B", OFFSET_CLOSE, 99.0, 1);
+    engine_market_snapshot(ins, 5, &m);
+    CHECK_MONEY(m.last_price, 99.0);
+    CHECK_MONEY(m.change_amount, -2.0);
+    CHECK_MONEY(m.change_percent, -2.0 / 101.0 * 100.0);
+    CHECK_INT(m.open_interest, 1);
+    engine_destroy(e);
+}
+
 /* ---- 6. bounded history and recent trades ---- */
 
 static void test_history_and_recent_trades_caps(void) {
@@ -1035,6 +1076,7 @@ int main(void) {
     RUN_TEST(test_rejected_command_does_not_close_bars);
     RUN_TEST(test_gap_makes_no_empty_bars);
     RUN_TEST(test_day_rollover_and_settlement);
+    RUN_TEST(test_quote_before_the_first_trade);
     RUN_TEST(test_history_and_recent_trades_caps);
     RUN_TEST(test_snapshot_round_trip);
     RUN_TEST(test_market_ring_growth);
