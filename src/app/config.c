@@ -70,17 +70,6 @@ static void join_choices(const char *const list[], char *buf, size_t len) {
     }
 }
 
-static bool valid_date(const char *s) {
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9')) return false;
-    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
-    if (m < 1 || m > 12 || d < 1) return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return d <= days[m - 1] + (m == 2 && leap);
-}
-
 /* A host name or address without brackets: no blanks, no controls, no '/', '[' or ']'. */
 static bool valid_host(const char *h) {
     if (!*h) return false;
@@ -679,7 +668,7 @@ static int load_engine(loader *L, const toml_value *t) {
     int r = get_string(L, t, "engine", "trading_day", day, sizeof day, false);
     if (r < 0) return -1;
     if (r == 0) {
-        if (!valid_date(day))
+        if (!qaex_date_valid(day))
             return fail_at(L, toml_get(t, "trading_day"),
                            "engine.trading_day must be a date YYYY-MM-DD, got \"%s\"", day);
         copy_str(e->trading_day, sizeof e->trading_day, day);
@@ -964,7 +953,7 @@ static int load_instrument(loader *L, const toml_value *t, size_t idx, instrumen
         char d[32];
         if ((r = get_string(L, t, sect, date_keys[i], d, sizeof d, false)) < 0) return -1;
         if (r == 0) {
-            if (!valid_date(d))
+            if (!qaex_date_valid(d))
                 return fail_at(L, toml_get(t, date_keys[i]),
                                "%s.%s must be a date YYYY-MM-DD, got \"%s\"", sect, date_keys[i],
                                d);

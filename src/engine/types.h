@@ -53,6 +53,10 @@ typedef enum qaex_error {
 /* A short English name of the error class ("insufficient funds"). */
 const char *qaex_error_name(int code);
 
+/* A calendar date written YYYY-MM-DD (2024-02-29 yes, 2025-02-29 and 2025-1-5 no): the form
+ * every date of the API and the configuration takes, and the one filters compare as text. */
+bool qaex_date_valid(const char *s);
+
 typedef enum direction { DIR_BUY = 0, DIR_SELL = 1 } direction;
 
 typedef enum offset {

@@ -196,7 +196,8 @@ int history_timeseries(history_query_conn *c, const char *instrument_id, const c
                        char **out, history_result_info *info, history_query_error *err);
 
 /* 1 when d is a day of the calendar written YYYY-MM-DD ("2024-02-29" yes, "2025-02-30" and
- * "2025-1-5" no), else 0. */
+ * "2025-1-5" no), else 0. The rule of the engine's qaex_date_valid, kept here because this
+ * library links nothing of the engine. */
 int history_date_valid(const char *d);
 
 /* ---- trades paging ---- */

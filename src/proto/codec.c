@@ -1023,17 +1023,6 @@ int codec_check_account_id(const char *id, char *msg, size_t msglen) {
     return 0;
 }
 
-bool codec_valid_date(const char *s) {
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && !isdigit((unsigned char)s[i])) return false;
-    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
-    if (m < 1 || m > 12 || d < 1) return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return d <= days[m - 1] + (m == 2 && leap);
-}
-
 /* The first of several spellings of a number member that is present. */
 static int get_number_any(const json_t *body, const char *const *names, double *out, bool *seen,
                           char *msg, size_t msglen) {
@@ -1126,7 +1115,7 @@ int codec_parse_instrument(const json_t *body, instrument_spec *out, uint32_t *f
     const char *const date_names[] = {"list_date", "expire_date"};
     const char *const date_values[] = {out->list_date, out->expire_date};
     for (int i = 0; i < 2; i++)
-        if (date_values[i][0] != '\0' && !codec_valid_date(date_values[i])) {
+        if (date_values[i][0] != '\0' && !qaex_date_valid(date_values[i])) {
             snprintf(msg, msglen, "%s must be a date YYYY-MM-DD, got \"%s\"", date_names[i],
                      date_values[i]);
             return ERR_BAD_MESSAGE;

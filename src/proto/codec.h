@@ -289,10 +289,6 @@ int codec_parse_open_account(const json_t *body, command *out, char *msg, size_t
  * every account can be named in a URL. 0, or ERR_BAD_MESSAGE with msg naming the id. */
 int codec_check_account_id(const char *id, char *msg, size_t msglen);
 
-/* A calendar date written YYYY-MM-DD (2024-02-29 yes, 2025-02-29 and 2025-1-5 no): the form
- * every date of the API takes, and the one its filters compare as text. */
-bool codec_valid_date(const char *s);
-
 /* POST /api/account/deposit|withdraw: account_id (else user_id) and amount (a number; the engine
  * refuses amount <= 0 with 2003/2004). type is CMD_DEPOSIT or CMD_WITHDRAW. */
 int codec_parse_transfer(const json_t *body, command_type type, command *out, char *msg,

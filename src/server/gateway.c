@@ -1281,7 +1281,7 @@ static bool kline_args(session *s, const char *period_text, request *rq) {
  * naming the argument and the value. */
 static bool query_date(session *s, const char *name, char *out, size_t cap) {
     int got = url_arg_get(s->wsi, name, out, cap);
-    if (got == 0 || (got == 1 && codec_valid_date(out))) return true;
+    if (got == 0 || (got == 1 && qaex_date_valid(out))) return true;
     respond_error(s, 400, ERR_BAD_MESSAGE, "%.*s must be a date YYYY-MM-DD, got '%s'",
                   (int)strlen(name) - 1, name, got < 0 ? "a longer value" : out);
     return false;
@@ -1739,7 +1739,7 @@ static bool admin_settlement_route(session *s, char **seg, int n, json_t *body, 
         }
         if (n == 4 && seg_is(seg, n, 2, "detail")) {
             /* a malformed date is bad input, not a day without a settlement (404) */
-            if (!codec_valid_date(seg[3])) {
+            if (!qaex_date_valid(seg[3])) {
                 respond_error(s, 400, ERR_BAD_MESSAGE,
                               "settlement date must be a date YYYY-MM-DD, got '%.40s'", seg[3]);
                 return false;
